@@ -1,0 +1,100 @@
+"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import uvicorn
+
+from services.detector.main import build as build_detector
+from services.escalator.main import build as build_escalator
+from services.recorder.main import build as build_recorder
+from services.remediator.main import build as build_remediator
+from services.triage.main import build as build_triage
+from shared.embedded_redis import EmbeddedRedis
+from shared.runtime import Runtime, Service, build_app, create_runtime
+from shared.settings import ConfigError, Settings, load_settings
+
+__all__ = ["SERVICES", "main"]
+
+SERVICES: dict[str, Callable[[Runtime], Service]] = {
+    "detector": build_detector,
+    "triage": build_triage,
+    "remediator": build_remediator,
+    "escalator": build_escalator,
+    "recorder": build_recorder,
+}
+
+log = logging.getLogger("jarvis_ir")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jarvis-ir", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "all five services in one process (embedded Redis when REDIS_URL is unset)"),
+        ("serve", "one service, as a container runs it"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        if name == "serve":
+            cmd.add_argument("service", choices=sorted(SERVICES))
+        cmd.add_argument("--config", help="configuration file (TOML, YAML or JSON)")
+        cmd.add_argument("--port", type=int, help="HTTP port (JARVIS_HTTP_PORT)")
+        cmd.add_argument("--host", help="HTTP address (JARVIS_HTTP_HOST)")
+    return parser
+
+
+def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> int:
+    embedded: EmbeddedRedis | None = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        if not embedded_ok:
+            log.error("REDIS_URL is required for `serve` (only `up` embeds a Redis server)")
+            return 2
+        embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
+        redis_url = embedded.start()
+        log.info("embedded redis-server on %s (data in %s)", redis_url, embedded.data_dir)
+    try:
+        runtime = create_runtime(settings, redis_url)
+        services = [SERVICES[name](runtime) for name in names]
+        app = build_app(runtime, services)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=15,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {
+        key: value
+        for key, value in (("http_port", args.port), ("http_host", args.host))
+        if value is not None
+    }
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"jarvis-ir: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "up":
+        return _serve(settings, list(SERVICES), embedded_ok=True)
+    return _serve(settings, [args.service], embedded_ok=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

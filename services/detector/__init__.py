@@ -1,0 +1,1 @@
+"""Detector: probes the Jarvis stack and ingests alerts from other systems."""

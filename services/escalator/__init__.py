@@ -1,0 +1,1 @@
+"""Escalator: durable escalation timers and notifications."""

@@ -1,0 +1,1 @@
+"""Recorder: the timeline store and its API."""

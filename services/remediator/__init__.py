@@ -1,0 +1,1 @@
+"""Remediator: carries out containment and recovery actions, safely."""

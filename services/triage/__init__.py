@@ -1,0 +1,1 @@
+"""Triage: classify alerts, group them into incidents, choose the playbook."""

@@ -1,0 +1,426 @@
+"""The events the services exchange: one frozen pydantic model per fact, defined once.
+
+Read top to bottom: the envelope every event carries, the enumerations, then one
+class per event of CONTRACT §2. `EVENT_TYPES` maps each `event_type` to its class;
+`parse_event` turns a decoded stream entry into the right model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "EVENT_TYPES",
+    "ActionApproved",
+    "ActionCompleted",
+    "ActionOutcome",
+    "ActionRequested",
+    "AlertCorrelated",
+    "AlertRaised",
+    "AlertSource",
+    "AlertStatus",
+    "EscalationDue",
+    "EscalationTrigger",
+    "Event",
+    "IncidentAcknowledged",
+    "IncidentResolved",
+    "Level",
+    "NoteAdded",
+    "NotificationSent",
+    "RoleAssigned",
+    "Severity",
+    "SeverityAssigned",
+    "derive_fingerprint",
+    "parse_event",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (every timestamp on the wire is UTC)."""
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Severity(StrEnum):
+    """Runbook "Severity Levels": P0 is the most severe."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+    @property
+    def rank(self) -> int:
+        """0 for P0 … 3 for P3; lower is more severe."""
+        return int(self.value[1])
+
+
+class Level(StrEnum):
+    """Runbook "Escalation Matrix" levels (1 on-call … 4 VP, then executive)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class AlertSource(StrEnum):
+    PROBE = "probe"
+    ALERTMANAGER = "alertmanager"
+    PAGERDUTY = "pagerduty"
+    GRAFANA = "grafana"
+    API = "api"
+    STREAM = "stream"
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class ActionOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    AWAITING_APPROVAL = "awaiting_approval"
+
+
+class EscalationTrigger(StrEnum):
+    TIME = "time"
+    MULTIPLE_SYSTEMS = "multiple_systems"
+    DATA_LOSS = "data_loss"
+    SECURITY = "security"
+    REMEDIATION_FAILED = "remediation_failed"
+
+
+class Event(BaseModel):
+    """The envelope every event carries (CONTRACT §2). Missing fields are filled in on ingest."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
+
+    event_type: str = Field(description="The class name of the event.")
+    schema_version: int = Field(default=1, ge=1, description="Version of this event's schema.")
+    event_id: str = Field(default_factory=_new_id, description="Unique id (UUID) of this event.")
+    occurred_at: datetime = Field(
+        default_factory=utcnow, description="When the fact happened, UTC (RFC 3339)."
+    )
+    producer: str = Field(default="unknown", description="Name of the service that produced it.")
+    incident_id: str | None = Field(
+        default=None, description="The incident this event belongs to; null until triage assigns."
+    )
+    correlation_id: str | None = Field(
+        default=None, description="The incident's trace through all events."
+    )
+    causation_id: str | None = Field(
+        default=None, description="The event_id of the event this one reacts to."
+    )
+
+    EVENT_TYPE: ClassVar[str] = "Event"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_event_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("event_type"):
+            data = {**data, "event_type": cls.EVENT_TYPE}
+        return data
+
+    @field_validator("event_type")
+    @classmethod
+    def _matches_class(cls, value: str) -> str:
+        if cls.EVENT_TYPE != "Event" and value != cls.EVENT_TYPE:
+            raise ValueError(f"expected {cls.EVENT_TYPE!r}, got {value!r}")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_validator("event_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError as exc:
+            raise ValueError("event_id must be a UUID") from exc
+
+    def to_json(self) -> str:
+        """The wire form: the JSON stored in a stream entry's `__data__` field."""
+        return self.model_dump_json()
+
+    def follow(self, **envelope: Any) -> dict[str, Any]:
+        """Envelope fields for an event that reacts to this one (causation and trace kept)."""
+        base = {
+            "incident_id": self.incident_id,
+            "correlation_id": self.correlation_id or self.incident_id,
+            "causation_id": self.event_id,
+        }
+        base.update(envelope)
+        return base
+
+
+def derive_fingerprint(source: str, service: str, check: str, labels: dict[str, str]) -> str:
+    """A stable dedup key for an alert that brings none: source + service + check + labels."""
+    canonical = json.dumps(
+        {"source": source, "service": service, "check": check, "labels": labels},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class AlertRaised(Event):
+    """Something looks wrong (or has recovered) in the Jarvis stack."""
+
+    EVENT_TYPE: ClassVar[str] = "AlertRaised"
+    event_type: Literal["AlertRaised"] = Field(default="AlertRaised", description="AlertRaised.")
+
+    fingerprint: str = Field(
+        default="",
+        max_length=256,
+        description="Dedup key; derived from source + service + check + labels when absent.",
+    )
+    source: AlertSource = Field(
+        default=AlertSource.STREAM, description="Where the alert came from."
+    )
+    service: str = Field(
+        min_length=1, max_length=128, description="The Jarvis component, e.g. backend."
+    )
+    check: str = Field(
+        default="external", min_length=1, max_length=128, description="What was checked."
+    )
+    status: AlertStatus = Field(default=AlertStatus.FIRING, description="firing or resolved.")
+    summary: str = Field(default="", max_length=1024, description="One line for humans.")
+    description: str = Field(default="", max_length=16384, description="Details for humans.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+    impact: Level | None = Field(default=None, description="Impact hint: low, medium, high.")
+    urgency: Level | None = Field(default=None, description="Urgency hint: low, medium, high.")
+    external_severity: str | None = Field(
+        default=None, max_length=64, description="Severity as the sending system named it."
+    )
+    group_key: str | None = Field(
+        default=None, max_length=1024, description="The sender's grouping key (Alertmanager)."
+    )
+    starts_at: datetime | None = Field(default=None, description="When the problem began.")
+    ends_at: datetime | None = Field(default=None, description="When it ended, if resolved.")
+    data_loss: bool = Field(default=False, description="Data loss is known to have happened.")
+    security: bool = Field(default=False, description="A security breach is suspected.")
+
+    @model_validator(mode="after")
+    def _fill_fingerprint(self) -> AlertRaised:
+        if not self.fingerprint:
+            fp = derive_fingerprint(self.source.value, self.service, self.check, self.labels)
+            object.__setattr__(self, "fingerprint", fp)
+        return self
+
+
+class SeverityAssigned(Event):
+    """Triage classified an incident, or its severity changed."""
+
+    EVENT_TYPE: ClassVar[str] = "SeverityAssigned"
+    event_type: Literal["SeverityAssigned"] = Field(
+        default="SeverityAssigned", description="SeverityAssigned."
+    )
+
+    severity: Severity = Field(description="P0 … P3.")
+    previous_severity: Severity | None = Field(
+        default=None, description="Severity before this change; null when the incident opens."
+    )
+    impact: Level = Field(description="Impact used in the matrix.")
+    urgency: Level = Field(description="Urgency used in the matrix.")
+    response_due_at: datetime = Field(description="opened_at + the runbook's response time.")
+    opened_at: datetime = Field(description="When the incident opened.")
+    reason: str = Field(description="Why this severity (rule, hint, or 'unclassified').")
+    fingerprint: str = Field(description="Fingerprint of the alert that caused it.")
+    service: str = Field(description="Service of the incident.")
+    title: str = Field(default="", description="Short title of the incident.")
+    services: list[str] = Field(default_factory=list, description="All services involved.")
+    playbook: str | None = Field(default=None, description="Playbook chosen, if any.")
+
+
+class AlertCorrelated(Event):
+    """An alert joined an incident without changing its severity."""
+
+    EVENT_TYPE: ClassVar[str] = "AlertCorrelated"
+    event_type: Literal["AlertCorrelated"] = Field(
+        default="AlertCorrelated", description="AlertCorrelated."
+    )
+
+    fingerprint: str = Field(description="Fingerprint of the alert.")
+    service: str = Field(description="Service of the alert.")
+    status: AlertStatus = Field(description="Status of the alert.")
+    reason: str = Field(default="", description="Why it joined this incident.")
+
+
+class ActionRequested(Event):
+    """A playbook step or an operator asks the remediator to act."""
+
+    EVENT_TYPE: ClassVar[str] = "ActionRequested"
+    event_type: Literal["ActionRequested"] = Field(
+        default="ActionRequested", description="ActionRequested."
+    )
+
+    action_id: str = Field(default_factory=_new_id, description="Idempotency key of the action.")
+    action: str = Field(
+        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$", description="Action name."
+    )
+    target: str = Field(default="", max_length=256, description="What to act on (container …).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Action parameters.")
+    requested_by: str = Field(default="triage", description="Playbook or operator.")
+    playbook: str | None = Field(default=None, description="Playbook this step belongs to.")
+    step: int | None = Field(default=None, ge=0, description="Index of the step in the playbook.")
+    dangerous: bool = Field(default=False, description="Needs an operator's approval.")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Time limit of the action.")
+
+
+class ActionCompleted(Event):
+    """The remediator's answer to an ActionRequested."""
+
+    EVENT_TYPE: ClassVar[str] = "ActionCompleted"
+    event_type: Literal["ActionCompleted"] = Field(
+        default="ActionCompleted", description="ActionCompleted."
+    )
+
+    action_id: str = Field(description="The ActionRequested's action_id.")
+    action: str = Field(description="Action name.")
+    target: str = Field(default="", description="What was acted on.")
+    outcome: ActionOutcome = Field(description="What happened.")
+    dry_run: bool = Field(default=False, description="Nothing was really changed.")
+    duration_ms: float = Field(default=0.0, ge=0, description="How long it took.")
+    detail: str = Field(default="", description="Human-readable detail.")
+    artifacts: list[str] = Field(default_factory=list, description="Files or links produced.")
+    playbook: str | None = Field(default=None, description="Playbook of the step.")
+    step: int | None = Field(default=None, description="Index of the step in the playbook.")
+
+
+class EscalationDue(Event):
+    """An incident must be escalated to a level now."""
+
+    EVENT_TYPE: ClassVar[str] = "EscalationDue"
+    event_type: Literal["EscalationDue"] = Field(
+        default="EscalationDue", description="EscalationDue."
+    )
+
+    level: int = Field(ge=1, le=5, description="1 on-call … 4 VP engineering, 5 executive.")
+    severity: Severity = Field(description="Severity of the incident.")
+    trigger: EscalationTrigger = Field(description="Time, or an automatic trigger.")
+    reason: str = Field(description="Why now.")
+    step: str = Field(description="Stable id of the escalation step (dedup key).")
+    elapsed_s: float = Field(default=0.0, ge=0, description="Seconds since the incident opened.")
+    contacts: list[str] = Field(default_factory=list, description="Who is notified.")
+
+
+class IncidentAcknowledged(Event):
+    """An operator took the incident."""
+
+    EVENT_TYPE: ClassVar[str] = "IncidentAcknowledged"
+    event_type: Literal["IncidentAcknowledged"] = Field(
+        default="IncidentAcknowledged", description="IncidentAcknowledged."
+    )
+
+    by: str = Field(default="operator", max_length=128, description="Who acknowledged.")
+
+
+class IncidentResolved(Event):
+    """The incident is over."""
+
+    EVENT_TYPE: ClassVar[str] = "IncidentResolved"
+    event_type: Literal["IncidentResolved"] = Field(
+        default="IncidentResolved", description="IncidentResolved."
+    )
+
+    by: str = Field(default="operator", max_length=128, description="Who resolved (or triage).")
+    note: str = Field(default="", max_length=16384, description="Resolution note.")
+    automatic: bool = Field(default=False, description="Resolved by triage after a quiet period.")
+
+
+class NoteAdded(Event):
+    """An operator wrote on the timeline."""
+
+    EVENT_TYPE: ClassVar[str] = "NoteAdded"
+    event_type: Literal["NoteAdded"] = Field(default="NoteAdded", description="NoteAdded.")
+
+    author: str = Field(default="operator", max_length=128, description="Who wrote it.")
+    text: str = Field(min_length=1, max_length=16384, description="The note.")
+
+
+class RoleAssigned(Event):
+    """A runbook role (IC, TL, OL, CL) was given to a person."""
+
+    EVENT_TYPE: ClassVar[str] = "RoleAssigned"
+    event_type: Literal["RoleAssigned"] = Field(default="RoleAssigned", description="RoleAssigned.")
+
+    role: Literal[
+        "incident_commander", "technical_lead", "operations_lead", "communications_lead"
+    ] = Field(description="The runbook role.")
+    person: str = Field(min_length=1, max_length=128, description="Who holds it.")
+
+
+class ActionApproved(Event):
+    """An operator approved an action that waits for approval."""
+
+    EVENT_TYPE: ClassVar[str] = "ActionApproved"
+    event_type: Literal["ActionApproved"] = Field(
+        default="ActionApproved", description="ActionApproved."
+    )
+
+    action_id: str = Field(description="The action approved.")
+    approver: str = Field(default="operator", max_length=128, description="Who approved.")
+
+
+class NotificationSent(Event):
+    """A notifier delivered (or failed to deliver) an escalation."""
+
+    EVENT_TYPE: ClassVar[str] = "NotificationSent"
+    event_type: Literal["NotificationSent"] = Field(
+        default="NotificationSent", description="NotificationSent."
+    )
+
+    channel: str = Field(description="slack, webhook, email, pagerduty.")
+    level: int = Field(ge=1, le=5, description="Escalation level notified.")
+    step: str = Field(description="The escalation step.")
+    delivered: bool = Field(description="Whether the receiver accepted it.")
+    attempts: int = Field(default=1, ge=1, description="How many tries it took.")
+    detail: str = Field(default="", description="Receiver's answer or the error.")
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        AlertRaised,
+        SeverityAssigned,
+        AlertCorrelated,
+        ActionRequested,
+        ActionCompleted,
+        EscalationDue,
+        IncidentAcknowledged,
+        IncidentResolved,
+        NoteAdded,
+        RoleAssigned,
+        ActionApproved,
+        NotificationSent,
+    )
+}
+
+
+def parse_event(data: dict[str, Any], allowed: tuple[type[Event], ...]) -> Event:
+    """Validate a decoded entry as one of `allowed`; the first is the default when
+    `event_type` is absent. Raises ValueError (pydantic's ValidationError is one)."""
+    event_type = data.get("event_type") or allowed[0].EVENT_TYPE
+    cls = EVENT_TYPES.get(str(event_type))
+    if cls is None or cls not in allowed:
+        names = ", ".join(c.EVENT_TYPE for c in allowed)
+        raise ValueError(f"event_type: {event_type!r} is not accepted here (expected {names})")
+    return cls.model_validate(data)

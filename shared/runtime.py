@@ -1,0 +1,183 @@
+"""What every service is built from, and the HTTP app that hosts one or all of them.
+
+A `Runtime` holds the connections a composition root creates (nothing connects at
+import time). Each service's `main.build(runtime)` returns a `Service`: its HTTP routes,
+its stream consumers, its background loops and its health. `build_app` hosts any number
+of services in one FastAPI app with one broker, `/health` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from faststream.redis import RedisBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+
+from shared.bus import EventBus
+from shared.clock import Clock, SystemClock
+from shared.consumer import Handler, StreamConsumer
+from shared.settings import Settings
+from shared.streams import StreamSpec
+
+__all__ = ["Runtime", "Service", "build_app", "create_runtime"]
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """Connections and settings shared by the services of one process."""
+
+    settings: Settings
+    redis: Redis
+    broker: RedisBroker
+    clock: Clock
+    instance: str
+
+    def bus(self, producer: str) -> EventBus:
+        return EventBus(self.redis, maxlen=self.settings.consumer.stream_maxlen, producer=producer)
+
+    def consume(self, spec: StreamSpec, group: str, handler: Handler) -> StreamConsumer:
+        """Read `spec` through consumer group `group` (one per service, CONTRACT §2)."""
+        return StreamConsumer(
+            broker=self.broker,
+            redis=self.redis,
+            bus=self.bus(group),
+            settings=self.settings.consumer,
+            spec=spec,
+            group=group,
+            consumer=f"{group}-{self.instance}",
+            handler=handler,
+        )
+
+
+@dataclass
+class Service:
+    """One service as the host sees it."""
+
+    name: str
+    router: APIRouter | None = None
+    consumers: list[StreamConsumer] = field(default_factory=list)
+    startup: list[Hook] = field(default_factory=list)
+    background: list[Hook] = field(default_factory=list)
+    shutdown: list[Hook] = field(default_factory=list)
+    health: HealthCheck | None = None
+
+
+def create_runtime(settings: Settings, redis_url: str, clock: Clock | None = None) -> Runtime:
+    """Create (not connect) the Redis client and the FastStream broker."""
+    return Runtime(
+        settings=settings,
+        redis=Redis.from_url(redis_url, health_check_interval=30),
+        broker=RedisBroker(redis_url, graceful_timeout=10.0, log_level=logging.DEBUG),
+        clock=clock or SystemClock(),
+        instance=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+    )
+
+
+async def _supervise(name: str, loop: Hook) -> None:
+    """Run a background loop; restart it after an unexpected error instead of dying."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: background loop failed; restarting in 1 s", name)
+            await asyncio.sleep(1.0)
+
+
+async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> None:
+    while True:
+        await asyncio.sleep(runtime.settings.consumer.group_check_s)
+        for consumer in consumers:
+            try:
+                await consumer.heal()
+            except Exception as exc:  # Redis may be restarting: try again next round
+                log.debug("group check of %s failed: %s", consumer.group, exc)
+
+
+def build_app(
+    runtime: Runtime, services: list[Service], title: str = "Jarvis Responder"
+) -> FastAPI:
+    """One FastAPI app hosting `services` on one broker."""
+    consumers = [c for s in services for c in s.consumers]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for service in services:
+            for hook in service.startup:
+                await hook()
+        for consumer in consumers:
+            await consumer.prepare()
+        await runtime.broker.start()
+        tasks = [
+            asyncio.create_task(_supervise(s.name, loop), name=f"{s.name}-bg")
+            for s in services
+            for loop in s.background
+        ]
+        if consumers:
+            tasks.append(asyncio.create_task(_watch_groups(runtime, consumers)))
+        log.info("started: %s", ", ".join(s.name for s in services))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Stops reading, then waits (graceful_timeout) for handlers in flight.
+            await runtime.broker.stop()
+            for service in services:
+                for hook in service.shutdown:
+                    await hook()
+            await runtime.redis.aclose()
+
+    app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+
+    @app.get("/health", tags=["ops"])
+    async def health(response: Response) -> dict[str, Any]:
+        """Liveness and the status of each service's dependencies."""
+        report: dict[str, Any] = {"status": "ok", "services": {}}
+        try:
+            await runtime.redis.ping()
+            report["redis"] = "ok"
+        except Exception as exc:
+            report["redis"] = f"error: {exc}"
+            report["status"] = "degraded"
+        for service in services:
+            entry: dict[str, Any] = {"status": "ok"}
+            if service.health:
+                try:
+                    entry = await service.health()
+                except Exception as exc:
+                    entry = {"status": "error", "error": str(exc)}
+            report["services"][service.name] = entry
+            if entry.get("status") != "ok":
+                report["status"] = "degraded"
+        if report["status"] != "ok":
+            response.status_code = 503
+        return report
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for service in services:
+        if service.router is not None:
+            app.include_router(service.router)
+    return app

