@@ -248,6 +248,10 @@ class SeverityAssigned(Event):
     title: str = Field(default="", description="Short title of the incident.")
     services: list[str] = Field(default_factory=list, description="All services involved.")
     playbook: str | None = Field(default=None, description="Playbook chosen, if any.")
+    data_loss: bool = Field(
+        default=False, description="An alert of the incident reports data loss."
+    )
+    security: bool = Field(default=False, description="A security breach is suspected.")
 
 
 class AlertCorrelated(Event):

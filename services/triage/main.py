@@ -170,6 +170,8 @@ def _assigned(
         service=alert.service,
         title=alert.summary or f"{alert.service}: {alert.check}",
         services=[alert.service],
+        data_loss=alert.data_loss,
+        security=alert.security,
     )
 
 

@@ -56,7 +56,12 @@ async def test_flat_fields_and_missing_envelope_are_accepted(
     async with running(make_settings(), [_collector(seen)]):
         await redis.xadd(
             ALERTS.key,
-            {"service": "ollama", "check": "models", "labels": '{"env": "prod"}', "data_loss": "true"},
+            {
+                "service": "ollama",
+                "check": "models",
+                "labels": '{"env": "prod"}',
+                "data_loss": "true",
+            },
         )
         await eventually(lambda: _async(len(seen) == 1))
     alert = seen[0]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.events import AlertRaised, Level, Severity
 from services.triage.classify import classify
+from shared.events import AlertRaised, Level, Severity
 
 M = Level.MEDIUM
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import Severity
 from services.escalator.policy import schedule
+from shared.events import Severity
 
 OPENED = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -92,4 +92,4 @@ def test_round_trip_through_json() -> None:
 
 def test_every_event_type_is_registered_under_its_name() -> None:
     for name, cls in EVENT_TYPES.items():
-        assert cls.EVENT_TYPE == name
+        assert name == cls.EVENT_TYPE

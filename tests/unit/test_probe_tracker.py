@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.events import AlertStatus
 from services.detector.probes import ProbeResult, ProbeTracker
+from shared.events import AlertStatus
 
 
 class _Probe:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import Level, Severity
 from services.triage.rules import response_due, severity_for
+from shared.events import Level, Severity
 
 H, M, L = Level.HIGH, Level.MEDIUM, Level.LOW
 

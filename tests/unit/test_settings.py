@@ -66,5 +66,5 @@ def test_unknown_setting_in_file_is_named(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml")

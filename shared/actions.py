@@ -1,0 +1,45 @@
+"""The remediation vocabulary: every action a playbook or an operator may request.
+
+Triage's playbooks emit these names in ActionRequested; the remediator executes them
+(only those on its allowlist, and the dangerous ones only after an operator approves).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["DANGEROUS_ACTIONS", "ActionName"]
+
+
+class ActionName(StrEnum):
+    """`ActionRequested.action` values. Target is a container name unless said otherwise."""
+
+    # Docker (runbook Phases 3 and 5)
+    DOCKER_RESTART = "docker.restart"
+    DOCKER_STOP = "docker.stop"
+    DOCKER_START = "docker.start"
+    DOCKER_RECREATE = "docker.recreate"  # stop, remove, create again with the same config
+    DOCKER_UPDATE_LIMITS = "docker.update_limits"  # params: memory ("2g"), cpus (1.0)
+    DOCKER_STATS = "docker.stats"
+    DOCKER_LOGS = "docker.logs"  # params: since_s (600), tail (200)
+    # Data protection
+    POSTGRES_BACKUP = "postgres.backup"  # emergency pg_dump to a timestamped file
+    POSTGRES_WAIT_READY = "postgres.wait_ready"  # params: timeout_s (60)
+    POSTGRES_CONNECTIONS = "postgres.connections"
+    REDIS_BGSAVE = "redis.bgsave"  # then wait until LASTSAVE advances
+    # Models
+    OLLAMA_PULL = "ollama.pull"  # params: model ("tinyllama"); wait until /api/tags lists it
+    # Evidence and checks
+    DIAGNOSTICS_COLLECT = "diagnostics.collect"  # runbook Phase 4 evidence bundle
+    VERIFY = "verify.all"  # runbook Phase 6 checks; params: checks (list) to narrow
+    # One ordered action: stop backend → restart PostgreSQL → wait until ready → start backend
+    RECOVERY_ORDERED_RESTART = "recovery.ordered_restart"  # params: backend, database
+    # The runbook's destructive commands: never without an operator's approval
+    DOCKER_SYSTEM_PRUNE = "docker.system_prune"
+    DOCKER_VOLUME_PRUNE = "docker.volume_prune"
+    REDIS_FLUSHDB = "redis.flushdb"
+
+
+DANGEROUS_ACTIONS: frozenset[ActionName] = frozenset(
+    {ActionName.DOCKER_SYSTEM_PRUNE, ActionName.DOCKER_VOLUME_PRUNE, ActionName.REDIS_FLUSHDB}
+)
