@@ -17,8 +17,10 @@ run: $(STAMP)
 	$(BIN)/jarvis-ir up
 
 ## test: unit, integration and e2e tests against real Redis, PostgreSQL (and Docker when running)
+# pytest's exit code 5 means it collected no test: that is a failure, and says so.
 test: $(STAMP)
-	scripts/with-test-servers.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@scripts/with-test-servers.sh $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

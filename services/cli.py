@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -68,6 +69,10 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=15,
         )
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these no-op
+        # handlers that returns here, so the embedded Redis is stopped and we exit 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         uvicorn.Server(config).run()
     finally:
         if embedded:

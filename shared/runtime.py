@@ -79,10 +79,17 @@ class Service:
 
 def create_runtime(settings: Settings, redis_url: str, clock: Clock | None = None) -> Runtime:
     """Create (not connect) the Redis client and the FastStream broker."""
+    # FastStream logs every consume task's end at INFO: noise for operators, so its
+    # logger shows warnings and errors unless the whole program is at DEBUG.
+    broker_log = logging.getLogger("jarvis.faststream")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        broker_log.setLevel(logging.WARNING)
     return Runtime(
         settings=settings,
         redis=Redis.from_url(redis_url, health_check_interval=30),
-        broker=RedisBroker(redis_url, graceful_timeout=10.0, log_level=logging.DEBUG),
+        broker=RedisBroker(
+            redis_url, graceful_timeout=10.0, logger=broker_log, log_level=logging.DEBUG
+        ),
         clock=clock or SystemClock(),
         instance=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
     )

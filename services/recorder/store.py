@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -61,21 +61,12 @@ class TimelineStore:
     async def record(self, event: Event) -> bool:
         """Store `event` and update its incident; False if it was already stored."""
         async with self._sessions.begin() as session:
-            incident_id = event.incident_id
-            if incident_id is None:
-                # A later event may already have told us which incident this one is in.
-                incident_id = await session.scalar(
-                    select(EventRow.incident_id)
-                    .where(EventRow.causation_id == event.event_id)
-                    .where(EventRow.incident_id.is_not(None))
-                    .limit(1)
-                )
             stmt = (
                 self._insert(EventRow)
                 .values(
                     event_id=event.event_id,
                     event_type=event.event_type,
-                    incident_id=incident_id,
+                    incident_id=event.incident_id,
                     causation_id=event.causation_id,
                     occurred_at=event.occurred_at,
                     recorded_at=utcnow(),
@@ -86,14 +77,6 @@ class TimelineStore:
             result = await session.execute(stmt)
             if not result.rowcount:  # type: ignore[attr-defined]
                 return False
-            if event.incident_id and event.causation_id:
-                # Attach the event this one reacts to (an alert triage grouped).
-                await session.execute(
-                    update(EventRow)
-                    .where(EventRow.event_id == event.causation_id)
-                    .where(EventRow.incident_id.is_(None))
-                    .values(incident_id=event.incident_id)
-                )
             await self._project(session, event)
             return True
 
@@ -158,9 +141,13 @@ class TimelineStore:
             return await session.get(IncidentRow, incident_id)
 
     async def timeline(self, incident_id: str) -> list[EventRow]:
+        # An alert carries no incident id; triage's answer to it (causation_id) does. The
+        # link is made here, at read time, so the order the streams are recorded in and
+        # concurrent recorders cannot lose it.
+        caused = select(EventRow.causation_id).where(EventRow.incident_id == incident_id)
         query = (
             select(EventRow)
-            .where(EventRow.incident_id == incident_id)
+            .where(or_(EventRow.incident_id == incident_id, EventRow.event_id.in_(caused)))
             .order_by(EventRow.occurred_at, EventRow.recorded_at, EventRow.event_id)
         )
         async with self._sessions() as session:

@@ -1,0 +1,161 @@
+"""`jarvis-ir up` as a user runs it: a subprocess on free ports, embedded Redis and SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis as redis_sync
+
+from shared.embedded_redis import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+class System:
+    def __init__(self, base_url: str, redis_url: str, log: Path) -> None:
+        self.base_url = base_url
+        self.redis = redis_sync.Redis.from_url(redis_url)
+        self.http = httpx.Client(base_url=base_url, timeout=5)
+        self.log = log
+
+    def wait_for(self, path: str, predicate: Any, timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        body: Any = None
+        while time.monotonic() < deadline:
+            resp = self.http.get(path)
+            body = resp.json() if resp.status_code == 200 else None
+            if body is not None and predicate(body):
+                return body
+            time.sleep(0.1)
+        pytest.fail(
+            f"GET {path} never satisfied the check; last: {body!r}\n{self.log.read_text()[-3000:]}"
+        )
+
+
+def _jarvis_ir() -> str:
+    found = shutil.which("jarvis-ir", path=str(Path(sys.executable).parent)) or shutil.which(
+        "jarvis-ir"
+    )
+    assert found, "the jarvis-ir command is not installed (pip install -e .)"
+    return found
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    http_port, redis_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "JARVIS_HTTP_PORT": str(http_port),
+        "JARVIS_EMBEDDED_REDIS_PORT": str(redis_port),
+        "JARVIS_DETECTOR__PROBE_INTERVAL_S": "0.5",
+    }
+    for var in ("REDIS_URL", "DATABASE_URL", "JARVIS_CONFIG"):
+        env.pop(var, None)
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [_jarvis_ir(), "up"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code in (200, 503):
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"jarvis-ir up did not start:\n{log.read_text()}")
+    yield System(base, f"redis://127.0.0.1:{redis_port}/0", log)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The embedded Redis went down with it.
+    with pytest.raises(redis_sync.ConnectionError):
+        redis_sync.Redis(port=redis_port, socket_connect_timeout=1).ping()
+    assert (tmp_path / "var" / "recorder.sqlite3").exists()
+    assert (tmp_path / "var" / "redis" / "appendonlydir").exists()
+
+
+def _incident_for(system: System, service: str) -> dict[str, Any]:
+    incidents = system.wait_for(f"/api/v1/incidents?service={service}", lambda body: len(body) == 1)
+    return dict(incidents[0])
+
+
+def test_posted_alert_becomes_an_incident_with_a_timeline(system: System) -> None:
+    resp = system.http.post(
+        "/api/v1/alerts",
+        json={
+            "service": "ollama",
+            "check": "models",
+            "summary": "No models available",
+            "impact": "high",
+            "urgency": "low",
+        },
+    )
+    assert resp.status_code == 202
+    incident = _incident_for(system, "ollama")
+    assert incident["severity"] == "P1"
+    timeline = system.wait_for(
+        f"/api/v1/incidents/{incident['id']}/timeline", lambda body: len(body) >= 2
+    )
+    assert [e["event_type"] for e in timeline[:2]] == ["AlertRaised", "SeverityAssigned"]
+    assert timeline[0]["event_id"] == resp.json()["event_ids"][0]
+    assert timeline[1]["event"]["severity"] == "P1"
+    health = system.http.get("/health").json()
+    assert set(health["services"]) == {"detector", "triage", "remediator", "escalator", "recorder"}
+    metrics = system.http.get("/metrics").text
+    assert 'jarvis_alerts_ingested_total{source="api"} 1.0' in metrics
+
+
+def test_raw_xadd_from_another_system_arrives(system: System) -> None:
+    alert = {
+        "service": "sutazai-postgres",
+        "check": "connect",
+        "impact": "medium",
+        "urgency": "low",
+    }
+    system.redis.xadd("jarvis:alerts", {"__data__": json.dumps(alert)})
+    incident = _incident_for(system, "sutazai-postgres")
+    assert incident["severity"] == "P2"
+
+
+def test_invalid_input_is_refused_over_http_and_dead_lettered_over_xadd(system: System) -> None:
+    resp = system.http.post("/api/v1/alerts", json={"check": "health", "urgency": "soon"})
+    assert resp.status_code == 422
+    fields = {tuple(err["loc"]) for err in resp.json()["detail"]}
+    assert fields == {("body", "service"), ("body", "urgency")}
+
+    entry_id = system.redis.xadd("jarvis:alerts", {"__data__": json.dumps({"check": "x"})})
+    deadline = time.monotonic() + 15
+    dead: list[Any] = []
+    while time.monotonic() < deadline and not dead:
+        dead = system.redis.xrange("jarvis:dead-letter")
+        time.sleep(0.1)
+    assert len(dead) == 1
+    fields_dl = {k.decode(): v.decode() for k, v in dead[0][1].items()}
+    assert fields_dl["entry_id"] == entry_id.decode()
+    assert "service" in fields_dl["reason"]
+
+
+def test_backend_probe_raises_an_alert_when_the_backend_is_unreachable(system: System) -> None:
+    # Nothing listens on the default backend port here: the probe must say so.
+    incident = _incident_for(system, "backend")
+    assert incident["title"].startswith("backend health:")
