@@ -27,7 +27,7 @@ from typing import Any
 
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
@@ -38,11 +38,19 @@ from shared.events import Event, parse_event
 from shared.settings import ConsumerSettings
 from shared.streams import StreamSpec
 
-__all__ = ["Handler", "StreamConsumer", "decode_entry", "ensure_group"]
+__all__ = [
+    "BatchHandler",
+    "Handler",
+    "Retryable",
+    "StreamConsumer",
+    "decode_entry",
+    "ensure_group",
+]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+BatchHandler = Callable[[list[Event]], Awaitable[None]]
 
 _HISTORY_TTL_S = 24 * 3600
 
@@ -116,8 +124,18 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> bool:
     return True
 
 
+class Retryable(Exception):
+    """A dependency is unavailable (database down, …): retry later, and do not count the
+    failure against the entry, so an outage never sends good events to the dead-letter stream."""
+
+
 class StreamConsumer:
-    """One stream read by one group through FastStream, with the guarantees above."""
+    """One stream read by one group through FastStream, with the guarantees above.
+
+    Give `handler` for one event at a time, or `batch_handler` for up to `max_records`
+    events at once (one transaction, one XACK): the batch is acknowledged only when the
+    whole batch succeeded. Entries retried by the reclaimer come one at a time.
+    """
 
     def __init__(
         self,
@@ -129,14 +147,21 @@ class StreamConsumer:
         spec: StreamSpec,
         group: str,
         consumer: str,
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
+        batch = batch_handler is not None
         self.spec = spec
         self.group = group
         self._redis = redis
         self._bus = bus
         self._settings = settings
-        self._handler = handler
+        if batch_handler is None:
+            assert handler is not None
+            batch_handler = _one_by_one(handler)
+        self._handle_batch = batch_handler
         self._history_prefix = f"jarvis:history:{group}:{spec.key}"
 
         # Two FastStream subscribers: new entries, and entries left pending too long.
@@ -145,6 +170,7 @@ class StreamConsumer:
                 spec.key,
                 group=group,
                 consumer=consumer,
+                batch=batch,
                 max_records=settings.max_records,
                 polling_interval=settings.block_ms,
             ),
@@ -163,13 +189,25 @@ class StreamConsumer:
             title=f"{group}:{spec.key}:reclaim",
         )
 
-        async def on_new(msg: RedisStreamMessage) -> None:
-            await self._process(msg, reclaimed=False)
+        if batch:
+
+            async def on_new_batch(msg: RedisBatchStreamMessage) -> None:
+                raw = msg.raw_message
+                await self._process(msg, raw["message_ids"], raw["data"], reclaimed=False)
+
+            self._reader(on_new_batch)
+        else:
+
+            async def on_new(msg: RedisStreamMessage) -> None:
+                raw = msg.raw_message
+                await self._process(msg, raw["message_ids"], [raw["data"]], reclaimed=False)
+
+            self._reader(on_new)
 
         async def on_reclaimed(msg: RedisStreamMessage) -> None:
-            await self._process(msg, reclaimed=True)
+            raw = msg.raw_message
+            await self._process(msg, raw["message_ids"], [raw["data"]], reclaimed=True)
 
-        self._reader(on_new)
         self._reclaimer(on_reclaimed)
 
     @property
@@ -180,58 +218,99 @@ class StreamConsumer:
         """Create the group before the broker starts reading."""
         await ensure_group(self._redis, self.spec.key, self.group)
 
-    async def _process(self, msg: RedisStreamMessage, *, reclaimed: bool) -> None:
-        raw = msg.raw_message
-        entry_id = raw["message_ids"][0].decode()
-        fields: dict[bytes, bytes] = raw["data"]
+    async def _process(
+        self,
+        msg: Any,
+        ids: list[bytes],
+        entries: list[dict[bytes, bytes]],
+        *,
+        reclaimed: bool,
+    ) -> None:
         stream = self.spec.key
         started = time.perf_counter()
-        try:
-            event = decode_entry(fields, self.spec)
-        except InvalidEntry as exc:
-            await self._bus.dead_letter(
-                stream=stream, entry_id=entry_id, group=self.group, reason=str(exc), fields=fields
-            )
-            await msg.ack()
-            CONSUMED.labels(self.group, stream, "dead_letter").inc()
-            log.warning("%s: entry %s on %s is invalid: %s", self.group, entry_id, stream, exc)
-            return
-
-        if reclaimed:
-            deliveries = await msg.get_delivery_count()
-            if deliveries > self._settings.max_deliveries:
-                history_key = f"{self._history_prefix}:{entry_id}"
-                history = [as_text(h) for h in await self._redis.lrange(history_key, 0, -1)]
+        events: list[Event] = []
+        good_ids: list[str] = []
+        rejected: list[bytes] = []
+        for raw_id, fields in zip(ids, entries, strict=True):
+            entry_id = raw_id.decode()
+            try:
+                event = decode_entry(fields, self.spec)
+            except InvalidEntry as exc:
                 await self._bus.dead_letter(
                     stream=stream,
                     entry_id=entry_id,
                     group=self.group,
-                    reason=f"delivered {deliveries} times without success",
+                    reason=str(exc),
                     fields=fields,
-                    deliveries=deliveries,
-                    history=history,
                 )
-                await msg.ack()
+                rejected.append(raw_id)
                 CONSUMED.labels(self.group, stream, "dead_letter").inc()
-                return
+                log.warning("%s: entry %s on %s is invalid: %s", self.group, entry_id, stream, exc)
+                continue
+            if reclaimed and await self._give_up(msg, entry_id, fields):
+                rejected.append(raw_id)
+                continue
+            events.append(event)
+            good_ids.append(entry_id)
 
-        try:
-            await self._handler(event)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Left pending on purpose: the reclaimer retries it after reclaim_idle_ms.
-            log.exception("%s: handler failed for %s on %s", self.group, entry_id, stream)
-            history_key = f"{self._history_prefix}:{entry_id}"
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.rpush(history_key, f"{time.time():.3f} {type(exc).__name__}: {exc}"[:2000])
-            pipe.expire(history_key, _HISTORY_TTL_S)
-            await pipe.execute()
-            CONSUMED.labels(self.group, stream, "error").inc()
-            return
+        if events:
+            try:
+                await self._handle_batch(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Left pending on purpose: the reclaimer retries after reclaim_idle_ms.
+                await self._record_failure(good_ids, exc)
+                if rejected:
+                    await self._redis.xack(stream, self.group, *rejected)
+                return
         await msg.ack()
-        CONSUMED.labels(self.group, stream, "ok").inc()
+        CONSUMED.labels(self.group, stream, "ok").inc(len(events))
         HANDLE_SECONDS.labels(self.group, stream).observe(time.perf_counter() - started)
+
+    async def _give_up(self, msg: Any, entry_id: str, fields: dict[bytes, bytes]) -> bool:
+        """Dead-letter a reclaimed entry that keeps failing; True if it was."""
+        history_key = f"{self._history_prefix}:{entry_id}"
+        failures = int(await self._redis.llen(history_key))
+        deliveries = await msg.get_delivery_count()
+        # Retryable failures are not in the history; a consumer that crashes on an entry
+        # leaves no history either, hence the hard cap on deliveries.
+        limit = self._settings.max_deliveries
+        if failures < limit and deliveries <= limit * 10:
+            return False
+        history = [as_text(h) for h in await self._redis.lrange(history_key, 0, -1)]
+        await self._bus.dead_letter(
+            stream=self.spec.key,
+            entry_id=entry_id,
+            group=self.group,
+            reason=f"delivered {deliveries} times without success",
+            fields=fields,
+            deliveries=deliveries,
+            history=history,
+        )
+        CONSUMED.labels(self.group, self.spec.key, "dead_letter").inc()
+        return True
+
+    async def _record_failure(self, entry_ids: list[str], exc: Exception) -> None:
+        stream = self.spec.key
+        if isinstance(exc, Retryable):
+            CONSUMED.labels(self.group, stream, "retry").inc(len(entry_ids))
+            log.warning("%s: %d entries on %s wait: %s", self.group, len(entry_ids), stream, exc)
+            return
+        CONSUMED.labels(self.group, stream, "error").inc(len(entry_ids))
+        log.error(
+            "%s: handler failed for %d entries on %s",
+            self.group,
+            len(entry_ids),
+            stream,
+            exc_info=exc,
+        )
+        line = f"{time.time():.3f} {type(exc).__name__}: {exc}"[:2000]
+        pipe = self._redis.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.rpush(f"{self._history_prefix}:{entry_id}", line)
+            pipe.expire(f"{self._history_prefix}:{entry_id}", _HISTORY_TTL_S)
+        await pipe.execute()
 
     async def heal(self) -> bool:
         """Recreate a lost group and restart subscribers that FastStream stopped.
@@ -255,3 +334,11 @@ class StreamConsumer:
                 await sub.start()
                 repaired = True
         return repaired
+
+
+def _one_by_one(handler: Handler) -> BatchHandler:
+    async def handle(events: list[Event]) -> None:
+        for event in events:
+            await handler(event)
+
+    return handle

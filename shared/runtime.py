@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from shared.bus import EventBus
 from shared.clock import Clock, SystemClock
-from shared.consumer import Handler, StreamConsumer
+from shared.consumer import BatchHandler, Handler, StreamConsumer
 from shared.settings import Settings
 from shared.streams import StreamSpec
 
@@ -50,7 +50,14 @@ class Runtime:
     def bus(self, producer: str) -> EventBus:
         return EventBus(self.redis, maxlen=self.settings.consumer.stream_maxlen, producer=producer)
 
-    def consume(self, spec: StreamSpec, group: str, handler: Handler) -> StreamConsumer:
+    def consume(
+        self,
+        spec: StreamSpec,
+        group: str,
+        handler: Handler | None = None,
+        *,
+        batch_handler: BatchHandler | None = None,
+    ) -> StreamConsumer:
         """Read `spec` through consumer group `group` (one per service, CONTRACT §2)."""
         return StreamConsumer(
             broker=self.broker,
@@ -61,6 +68,7 @@ class Runtime:
             group=group,
             consumer=f"{group}-{self.instance}",
             handler=handler,
+            batch_handler=batch_handler,
         )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
+from shared.consumer import Retryable
 from shared.events import AlertRaised, Event
 from shared.runtime import Runtime, Service
 from shared.settings import Settings
@@ -150,3 +151,74 @@ async def _group_exists(redis: Redis) -> bool:
     except Exception:
         return False
     return any(g["name"] in (b"test", "test") for g in groups)
+
+
+async def test_batch_handler_gets_many_events_and_acks_them_together(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    batches: list[list[Event]] = []
+
+    def build(runtime: Runtime) -> Service:
+        async def handle(events: list[Event]) -> None:
+            batches.append(events)
+
+        return Service(
+            name="batch", consumers=[runtime.consume(ALERTS, "test", batch_handler=handle)]
+        )
+
+    pipe = redis.pipeline()
+    for i in range(250):
+        pipe.xadd(ALERTS.key, {"__data__": AlertRaised(service=f"s{i}").to_json()})
+    pipe.xadd(ALERTS.key, {"__data__": "{}"})  # invalid, inside a batch
+    await pipe.execute()
+    async with running(make_settings(consumer={"max_records": 100}), [build]):
+        await eventually(lambda: _async(sum(map(len, batches)) == 250))
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert max(map(len, batches)) > 1
+    assert all(len(b) <= 100 for b in batches)
+    assert [e.service for b in batches for e in b if isinstance(e, AlertRaised)] == [
+        f"s{i}" for i in range(250)
+    ]
+    assert await redis.xlen(DEAD_LETTER) == 1
+
+
+async def test_retryable_failures_never_dead_letter_a_good_event(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[Event] = []
+    attempts = {"n": 0}
+
+    def build(runtime: Runtime) -> Service:
+        async def handle(event: Event) -> None:
+            attempts["n"] += 1
+            if attempts["n"] <= 4:  # twice the dead-letter limit: the database is "down"
+                raise Retryable("database unavailable")
+            seen.append(event)
+
+        return Service(name="retry", consumers=[runtime.consume(ALERTS, "test", handle)])
+
+    settings = make_settings(consumer={"max_deliveries": 2, "reclaim_idle_ms": 200})
+    async with running(settings, [build]):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="backend").to_json()})
+        await eventually(lambda: _async(len(seen) == 1), timeout=20)
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert attempts["n"] == 5
+    assert await redis.xlen(DEAD_LETTER) == 0
+
+
+async def test_entries_of_a_crashed_consumer_are_reclaimed(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    from shared.consumer import ensure_group
+
+    await ensure_group(redis, ALERTS.key, "test")
+    alert = AlertRaised(service="backend")
+    await redis.xadd(ALERTS.key, {"__data__": alert.to_json()})
+    # A replica read it and died before acknowledging.
+    await redis.xreadgroup("test", "dead-replica", {ALERTS.key: ">"}, count=10)
+    assert await _pending(redis) == 1
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        await eventually(lambda: _async(len(seen) == 1), timeout=15)
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert seen[0].event_id == alert.event_id
