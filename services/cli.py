@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from services.escalator.main import build as build_escalator
 from services.recorder.main import build as build_recorder
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
+from shared.asyncapi import asyncapi_document
 from shared.embedded_redis import EmbeddedRedis
 from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import ConfigError, Settings, load_settings
@@ -35,6 +37,7 @@ log = logging.getLogger("jarvis_ir")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jarvis-ir", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("asyncapi", help="print the event streams as an AsyncAPI 3.0 document")
     for name, help_text in (
         ("up", "all five services in one process (embedded Redis when REDIS_URL is unset)"),
         ("serve", "one service, as a container runs it"),
@@ -82,6 +85,9 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "asyncapi":
+        print(json.dumps(asyncapi_document(), indent=2))
+        return 0
     overrides = {
         key: value
         for key, value in (("http_port", args.port), ("http_host", args.host))

@@ -23,6 +23,7 @@ from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
+from shared.asyncapi import asyncapi_document
 from shared.bus import EventBus
 from shared.clock import Clock, SystemClock
 from shared.consumer import BatchHandler, Handler, StreamConsumer
@@ -191,6 +192,11 @@ def build_app(
     async def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["ops"])
+    async def asyncapi() -> dict[str, Any]:
+        """The event streams as an AsyncAPI 3.0 document."""
+        return asyncapi_document()
 
     for service in services:
         if service.router is not None:
