@@ -1,0 +1,241 @@
+"""End-to-end pipeline benchmark: detector → triage → recorder as separate processes.
+
+Prints one table; every figure stands beside the raw Redis Streams ceiling measured in the
+same run on the same Redis (pipelined XADD + XREADGROUP + XACK, batches of 100), because
+these machines are noisy and a bare number would mean little.
+
+    python -m bench.pipeline            # full run (about 3 minutes)
+    python -m bench.pipeline --quick    # smaller counts, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.cluster import LocalCluster
+
+__all__ = ["main"]
+
+
+async def raw_ceiling(redis: Redis, count: int, batch: int = 100) -> float:
+    """Entries/s through a bare stream: pipelined XADD, XREADGROUP and XACK in batches."""
+    key, group = f"bench:raw:{uuid.uuid4().hex}", "g"
+    await redis.xgroup_create(key, group, id="0", mkstream=True)
+    payload = json.dumps({"service": "backend", "check": "health", "summary": "x" * 80})
+    started = time.perf_counter()
+    for start in range(0, count, batch):
+        pipe = redis.pipeline(transaction=False)
+        for _ in range(min(batch, count - start)):
+            pipe.xadd(key, {"__data__": payload})
+        await pipe.execute()
+    done = 0
+    while done < count:
+        resp = await redis.xreadgroup(group, "c", {key: ">"}, count=batch)
+        ids = [entry_id for _, entries in resp for entry_id, _ in entries]
+        await redis.xack(key, group, *ids)
+        done += len(ids)
+    elapsed = time.perf_counter() - started
+    await redis.delete(key)
+    return count / elapsed
+
+
+async def drained(redis: Redis) -> bool:
+    """True when triage and the recorder have read and acknowledged everything."""
+    for key, groups in (
+        ("jarvis:alerts", ("triage", "recorder")),
+        ("jarvis:severity", ("recorder",)),
+        ("jarvis:incidents", ("recorder",)),
+    ):
+        try:
+            info = {g["name"].decode(): g for g in await redis.xinfo_groups(key)}
+        except Exception:
+            continue
+        for group in groups:
+            g = info.get(group)
+            if g is None or g["pending"] or (g.get("lag") or 0):
+                return False
+    return True
+
+
+async def wait_drained(redis: Redis, timeout_s: float) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if await drained(redis):
+            return time.perf_counter() - started
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"pipeline not drained after {timeout_s}s")
+
+
+def _alert(i: int, run: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "service": "backend",
+        "check": f"bench-{run}-{i}",
+        "summary": "benchmark alert",
+        "impact": "medium",
+        "urgency": "low",
+        **extra,
+    }
+
+
+async def throughput(detector_url: str, redis: Redis, count: int) -> tuple[float, float]:
+    """Unique alerts POSTed in batches of 100; returns (alerts/s end to end, ingest alerts/s)."""
+    run = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=detector_url, timeout=30) as client:
+        for start in range(0, count, 100):
+            body = [_alert(i, run) for i in range(start, min(start + 100, count))]
+            resp = await client.post("/api/v1/alerts", json=body)
+            resp.raise_for_status()
+    ingest = time.perf_counter() - started
+    await wait_drained(redis, timeout_s=300)
+    return count / (time.perf_counter() - started), count / ingest
+
+
+async def latency(
+    detector_url: str, database_url: str, rate: int, seconds: float
+) -> tuple[float, float, float, int]:
+    """Alerts at `rate`/s; alert occurred_at → SeverityAssigned recorded_at (p50, p95, p99 ms)."""
+    run = uuid.uuid4().hex[:8]
+    total = int(rate * seconds)
+    tick = 0.02  # send rate/50 alerts every 20 ms
+    per_tick = max(1, round(rate * tick))
+    started = time.perf_counter()
+    sent = 0
+    async with httpx.AsyncClient(base_url=detector_url, timeout=30) as client:
+        while sent < total:
+            now = datetime.now(UTC).isoformat()
+            body = [
+                _alert(sent + i, run, occurred_at=now) for i in range(min(per_tick, total - sent))
+            ]
+            (await client.post("/api/v1/alerts", json=body)).raise_for_status()
+            sent += len(body)
+            delay = started + (sent / rate) - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    await asyncio.sleep(2)
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT a.occurred_at, s.recorded_at FROM events s "
+                    "JOIN events a ON a.event_id = s.causation_id "
+                    "WHERE s.event_type = 'SeverityAssigned' AND a.payload LIKE :run"
+                ),
+                {"run": f"%bench-{run}-%"},
+            )
+        ).all()
+    await engine.dispose()
+    lat = sorted(
+        (_ts(recorded) - _ts(occurred)).total_seconds() * 1000 for occurred, recorded in rows
+    )
+    if not lat:
+        raise RuntimeError("no latency samples were recorded")
+    q = statistics.quantiles(lat, n=100)
+    return q[49], q[94], q[98], len(lat)
+
+
+def _ts(value: Any) -> datetime:
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
+
+
+async def storm(
+    redis: Redis, database_url: str, count: int, fingerprints: int
+) -> tuple[float, int]:
+    """`count` alerts over `fingerprints` fingerprints, XADDed at once; drain time, incidents."""
+    run = uuid.uuid4().hex[:8]
+    began = datetime.now(UTC)
+    started = time.perf_counter()
+    for start in range(0, count, 1000):
+        pipe = redis.pipeline(transaction=False)
+        for i in range(start, min(start + 1000, count)):
+            alert = _alert(i % fingerprints, f"storm-{run}")
+            pipe.xadd("jarvis:alerts", {"__data__": json.dumps(alert)})
+        await pipe.execute()
+    await wait_drained(redis, timeout_s=600)
+    elapsed = time.perf_counter() - started
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        incidents = (
+            await conn.execute(
+                text("SELECT count(*) FROM incidents WHERE opened_at >= :began"),
+                {"began": began if database_url.startswith("postgresql") else began.isoformat()},
+            )
+        ).scalar_one()
+    await engine.dispose()
+    return elapsed, int(incidents)
+
+
+async def run(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-"))
+    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
+    quick = args.quick
+    with LocalCluster(workdir, database_url=database_url) as cluster:
+        redis = Redis.from_url(cluster.redis_url)
+        ceiling = await raw_ceiling(redis, 20_000 if quick else 100_000)
+        detector = cluster.add("detector", JARVIS_DETECTOR__PROBES_ENABLED="false")
+        cluster.add("triage")
+        cluster.add("recorder")
+        rows: list[tuple[str, str, str]] = []
+
+        n = 2_000 if quick else 20_000
+        e2e, ingest = await throughput(detector.url, redis, n)
+        rows.append(
+            (
+                f"throughput, {n:,} unique alerts",
+                f"{e2e:,.0f} alerts/s (ingest {ingest:,.0f}/s)",
+                f"{e2e / ceiling:.3f} of ceiling",
+            )
+        )
+        rate, seconds = (200, 5.0) if quick else (500, 60.0)
+        p50, p95, p99, samples = await latency(detector.url, database_url, rate, seconds)
+        rows.append(
+            (
+                f"latency at {rate}/s for {seconds:.0f}s ({samples:,} samples)",
+                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms",
+                f"p99 = {p99 / 1000 * ceiling:,.0f} raw entries' time",
+            )
+        )
+        count, fps = (10_000, 10) if quick else (100_000, 100)
+        elapsed, incidents = await storm(redis, database_url, count, fps)
+        rows.append(
+            (
+                f"storm, {count:,} alerts over {fps} fingerprints",
+                f"drained in {elapsed:.1f} s ({count / elapsed:,.0f}/s), {incidents} incidents",
+                f"{count / elapsed / ceiling:.3f} of ceiling",
+            )
+        )
+        await redis.aclose()
+
+    print(f"\nraw Redis Streams ceiling (XADD+XREADGROUP+XACK, batches of 100): {ceiling:,.0f}/s")
+    width = max(len(r[0]) for r in rows)
+    for name, value, ratio in rows:
+        print(f"  {name:<{width}}  {value:<48}  {ratio}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    parser.add_argument("--database-url", help="recorder database (default: SQLite in a temp dir)")
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
