@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.recorder.models import IncidentRow
 from shared.cluster import LocalCluster
 
 __all__ = ["main"]
@@ -172,12 +173,8 @@ async def storm(
     elapsed = time.perf_counter() - started
     engine = create_async_engine(database_url)
     async with engine.connect() as conn:
-        incidents = (
-            await conn.execute(
-                text("SELECT count(*) FROM incidents WHERE opened_at >= :began"),
-                {"began": began if database_url.startswith("postgresql") else began.isoformat()},
-            )
-        ).scalar_one()
+        query = select(func.count()).select_from(IncidentRow).where(IncidentRow.opened_at >= began)
+        incidents = (await conn.execute(query)).scalar_one()
     await engine.dispose()
     return elapsed, int(incidents)
 
