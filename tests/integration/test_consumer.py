@@ -222,3 +222,26 @@ async def test_entries_of_a_crashed_consumer_are_reclaimed(
         await eventually(lambda: _async(len(seen) == 1), timeout=15)
         await eventually(lambda: _async_pending_is(redis, 0))
     assert seen[0].event_id == alert.event_id
+
+
+async def test_shutdown_waits_for_the_handler_in_flight(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    import asyncio
+
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    def build(runtime: Runtime) -> Service:
+        async def slow(event: Event) -> None:
+            started.set()
+            await asyncio.sleep(1.0)
+            finished.set()
+
+        return Service(name="slow", consumers=[runtime.consume(ALERTS, "test", slow)])
+
+    async with running(make_settings(), [build]):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="backend").to_json()})
+        await asyncio.wait_for(started.wait(), timeout=10)
+        # leaving the block is the SIGTERM path: stop reading, drain, then close
+    assert finished.is_set()
+    assert await _pending(redis) == 0
