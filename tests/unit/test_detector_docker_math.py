@@ -17,8 +17,11 @@ from services.detector.probes_docker import (
 
 def test_cpu_percent_like_docker_stats() -> None:
     stats = {
-        "cpu_stats": {"cpu_usage": {"total_usage": 3_000_000}, "system_cpu_usage": 20_000_000,
-                      "online_cpus": 2},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": 3_000_000},
+            "system_cpu_usage": 20_000_000,
+            "online_cpus": 2,
+        },
         "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000}, "system_cpu_usage": 10_000_000},
     }
     # 2e6 of 1e7 system ticks on 2 cores = 40 % (100 % = one core).

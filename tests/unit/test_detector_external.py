@@ -201,10 +201,20 @@ def test_prometheus_api_keeps_only_firing_alerts_with_alertmanager_fingerprints(
         "status": "success",
         "data": {
             "alerts": [
-                {"labels": labels, "annotations": {"summary": "pg down"}, "state": "firing",
-                 "activeAt": "2026-03-01T11:00:00.60602144+02:00", "value": "1e+00"},
-                {"labels": {"alertname": "Slow"}, "annotations": {}, "state": "pending",
-                 "activeAt": "2026-03-01T11:00:00Z", "value": "1"},
+                {
+                    "labels": labels,
+                    "annotations": {"summary": "pg down"},
+                    "state": "firing",
+                    "activeAt": "2026-03-01T11:00:00.60602144+02:00",
+                    "value": "1e+00",
+                },
+                {
+                    "labels": {"alertname": "Slow"},
+                    "annotations": {},
+                    "state": "pending",
+                    "activeAt": "2026-03-01T11:00:00Z",
+                    "value": "1",
+                },
             ]
         },
     }
@@ -221,17 +231,25 @@ def test_prometheus_api_keeps_only_firing_alerts_with_alertmanager_fingerprints(
 
 def test_grafana_legacy_api_and_unified_shape() -> None:
     legacy = [
-        {"id": 7, "name": "Backend latency", "state": "alerting", "dashboardUid": "abc",
-         "newStateDate": "2026-03-01T11:00:00Z", "url": "/d/abc/jarvis"},
+        {
+            "id": 7,
+            "name": "Backend latency",
+            "state": "alerting",
+            "dashboardUid": "abc",
+            "newStateDate": "2026-03-01T11:00:00Z",
+            "url": "/d/abc/jarvis",
+        },
         {"id": 8, "name": "Quiet", "state": "ok"},
     ]
     firing = from_grafana_api(legacy, SERVICE_LABELS, NOW)
     assert list(firing) == ["grafana:rule:7"]
     assert firing["grafana:rule:7"].check == "Backend latency"
-    unified = {"status": "success", "data": {"alerts": [
-        {"labels": {"alertname": "X"}, "state": "firing"}]}}
+    unified = {
+        "status": "success",
+        "data": {"alerts": [{"labels": {"alertname": "X"}, "state": "firing"}]},
+    }
     assert list(from_grafana_api(unified, SERVICE_LABELS, NOW)) == [
         "grafana:" + label_fingerprint({"alertname": "X"})
     ]
-    with pytest.raises(PayloadError, match="body.0.state"):
+    with pytest.raises(PayloadError, match=r"body\.0\.state"):
         from_grafana_api([{"id": 1}], SERVICE_LABELS, NOW)

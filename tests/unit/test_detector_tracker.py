@@ -74,7 +74,9 @@ def test_fingerprint_is_stable_per_condition_and_differs_between_them() -> None:
     bad = ProbeResult("postgres", "container-cpu", False, "cpu 95%", labels={"container": "pg"})
     a, b = one.observe(bad, _at(0)), two.observe(bad, _at(5))
     c = other.observe(bad, _at(0))
-    assert a is not None and b is not None and c is not None
+    assert a is not None
+    assert b is not None
+    assert c is not None
     assert a.fingerprint == b.fingerprint != c.fingerprint
     assert a.labels == {"probe": "docker", "container": "pg"}
 
