@@ -228,7 +228,10 @@ class DetectorSettings(BaseModel):
         default=3600.0, gt=0, description="An unchanged firing alert is re-published this often."
     )
     http_max_connections: int = Field(
-        default=200, ge=1, description="Concurrent HTTP connections of all HTTP probes."
+        default=1000, ge=1, description="Concurrent HTTP connections of all HTTP probes."
+    )
+    http_keepalive_connections: int = Field(
+        default=16, ge=0, description="Idle HTTP connections kept open for the next probes."
     )
     backend: ProbeSchedule = Field(default_factory=ProbeSchedule)
     ollama: OllamaProbeSettings = Field(default_factory=OllamaProbeSettings)

@@ -114,7 +114,6 @@ def build_probes(runtime: Runtime, client: httpx.AsyncClient) -> list[Probe]:
         if target.enabled:
             probes.append(
                 HttpTargetProbe(
-                    client,
                     target.name,
                     target.url,
                     target.service,
@@ -144,9 +143,12 @@ def build(runtime: Runtime) -> Service:
     settings = runtime.settings.detector
     bus = runtime.bus(NAME)
     client = httpx.AsyncClient(
+        # httpcore scans its whole pool for every request: few idle connections kept, so a
+        # cycle of 1,000 probes stays cheap; many may be open at once, so hanging targets
+        # never make the others wait for a connection.
         limits=httpx.Limits(
             max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_keepalive_connections,
         ),
         follow_redirects=False,
     )

@@ -3,6 +3,7 @@ the pollers of Prometheus' and Grafana's alert APIs (CONTRACT §1, runbook Phase
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 
 from services.detector.external import PayloadError
+from services.detector.http_status import StatusTarget, check_status
 from services.detector.probes import Outcome, ProbeResult, Schedule
 from shared.clock import Clock
 from shared.events import AlertRaised, Level
@@ -74,35 +76,35 @@ class BackendHealthProbe:
 
 
 class HttpTargetProbe:
-    """Any HTTP endpoint that must answer with one of the expected status codes."""
+    """Any HTTP endpoint that must answer with one of the expected status codes (the
+    status line is all it reads: see `http_status`)."""
 
     check = "http"
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         name: str,
         url: str,
         service: str,
         expect_status: Sequence[int],
         schedule: Schedule,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.service = service
         self.schedule = schedule
-        self._client = client
-        self._url = url
+        self._tls = tls
+        self._target = StatusTarget.parse(url)
         self._expect = frozenset(expect_status)
         self._labels = {"target": name}
 
     async def run(self) -> Outcome:
-        resp = await _get(self._client, self._url, self.schedule.timeout_s)
-        if isinstance(resp, str):
-            ok, detail = False, resp
+        answer = await check_status(self._target, self.schedule.timeout_s, self._tls)
+        if isinstance(answer, str):
+            ok, detail = False, answer
         else:
-            code = resp.status_code
-            ok = code in self._expect if self._expect else 200 <= code < 300
-            detail = f"HTTP {code}"
+            ok = answer in self._expect if self._expect else 200 <= answer < 300
+            detail = f"HTTP {answer}"
         return Outcome([ProbeResult(self.service, self.check, ok, detail, labels=self._labels)])
 
 

@@ -3,7 +3,11 @@ and the Prometheus / Grafana alert pollers."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -118,14 +122,96 @@ async def test_ollama_inference_canary(stub: StubHTTP, client: httpx.AsyncClient
     assert (result.ok, result.detail) == (False, "no answer within 1s")
 
 
-async def test_http_target_expected_status(stub: StubHTTP, client: httpx.AsyncClient) -> None:
+async def test_http_target_expected_status(stub: StubHTTP) -> None:
     stub.set("GET", "/ping", 204)
-    any_2xx = HttpTargetProbe(client, "site", stub.url + "/ping", "web", [], FAST)
+    any_2xx = HttpTargetProbe("site", stub.url + "/ping?x=1", "web", [], FAST)
     [result] = (await any_2xx.run()).results
     assert (result.service, result.ok, result.labels) == ("web", True, {"target": "site"})
-    only_200 = HttpTargetProbe(client, "site", stub.url + "/ping", "web", [200], FAST)
+    assert stub.requests[-1][:2] == ("GET", "/ping")
+    assert stub.headers[-1]["host"] == stub.url.removeprefix("http://")
+    only_200 = HttpTargetProbe("site", stub.url + "/ping", "web", [200], FAST)
     [result] = (await only_200.run()).results
     assert (result.ok, result.detail) == (False, "HTTP 204")
+    stub.set("GET", "/ping", 500)
+    [result] = (await any_2xx.run()).results
+    assert (result.ok, result.detail) == (False, "HTTP 500")
+    stub.set("GET", "/ping", 200, delay_s=1.5)
+    [result] = (await any_2xx.run()).results
+    assert (result.ok, result.detail) == (False, "timeout after 0.5s")
+
+
+async def test_http_target_unreachable_and_not_http() -> None:
+    down = HttpTargetProbe("site", f"http://127.0.0.1:{free_port()}/", "web", [], FAST)
+    [result] = (await down.run()).results
+    assert not result.ok
+    assert result.detail.startswith("unreachable: ConnectionRefusedError")
+
+    async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(babble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        odd = HttpTargetProbe("ssh", f"http://127.0.0.1:{port}/", "ssh", [], FAST)
+        [result] = (await odd.run()).results
+    finally:
+        server.close()
+    assert not result.ok
+    assert result.detail == "not an HTTP answer: 'SSH-2.0-OpenSSH_9.2'"
+    with pytest.raises(ValueError, match="not an http"):
+        HttpTargetProbe("x", "ftp://127.0.0.1/", "x", [], FAST)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made by the openssl command line tool."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    return cert, key
+
+
+async def test_http_target_over_tls(self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    tls_stub = StubHTTP()
+    await tls_stub.start(tls=server_tls)
+    tls_stub.set("GET", "/health", 200, {"status": "healthy"})
+    url = tls_stub.url.replace("http://", "https://") + "/health"
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        [ok] = (await HttpTargetProbe("tls", url, "web", [], FAST, trusting).run()).results
+        [untrusted] = (await HttpTargetProbe("tls", url, "web", [], FAST).run()).results
+    finally:
+        await tls_stub.close()
+    assert (ok.ok, ok.detail) == (True, "HTTP 200")
+    assert not untrusted.ok
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.detail
 
 
 async def test_prometheus_poller(stub: StubHTTP, client: httpx.AsyncClient) -> None:
