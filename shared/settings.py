@@ -14,6 +14,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -93,6 +94,18 @@ class HttpTargetSettings(ProbeSchedule):
     expect_status: list[int] = Field(
         default_factory=list, description="Accepted status codes; empty: any 2xx."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _has_host(cls, value: str) -> str:
+        try:
+            host = urlsplit(value).hostname
+            _ = urlsplit(value).port  # raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"invalid URL: {exc}") from exc
+        if not host:
+            raise ValueError("URL has no host")
+        return value
 
 
 class OllamaProbeSettings(ProbeSchedule):

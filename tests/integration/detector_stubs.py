@@ -78,8 +78,8 @@ class StubHTTP:
                     + data
                 )
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            return  # the client went away, or the server is closing
         finally:
             writer.close()
 

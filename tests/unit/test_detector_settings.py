@@ -60,6 +60,8 @@ def test_nested_probe_settings_from_file_and_environment(
         ({"logs": {"pattern": "(unclosed"}}, "detector.logs.pattern"),
         ({"docker": {"cpu_pct": 0}}, "detector.docker.cpu_pct"),
         ({"http_targets": [{"name": "a", "url": "ftp://x"}]}, "detector.http_targets.0.url"),
+        ({"http_targets": [{"name": "a", "url": "http:///path"}]}, "URL has no host"),
+        ({"http_targets": [{"name": "a", "url": "http://h:99999/"}]}, "invalid URL"),
         (
             {"http_targets": [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]},
             "duplicate names ['a']",
