@@ -1,90 +1,193 @@
-"""Detector's composition root: the ingest API and the probe loop."""
+"""Detector's composition root: builds the probes from the settings, the ingress routes,
+and the probe runner that publishes their alerts."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from prometheus_client import Counter
 
-from services.detector.ingest import IngestError, parse_alerts
-from services.detector.probes import BackendHealthProbe, ProbeTracker
-from shared.events import AlertSource
+from services.detector import probes_docker as dk
+from services.detector.external import from_grafana_api, from_prometheus_api
+from services.detector.heartbeat import HeartbeatProbe, HeartbeatStore
+from services.detector.probes import Probe, Schedule
+from services.detector.probes_http import (
+    AlertPoller,
+    BackendHealthProbe,
+    HttpTargetProbe,
+    OllamaCanaryProbe,
+    OllamaTagsProbe,
+)
+from services.detector.probes_infra import HostProbe, PostgresProbe, RedisProbe
+from services.detector.scheduler import ProbeRunner
+from services.detector.webhooks import ALERTS_INGESTED, build_router
+from shared.events import AlertRaised
 from shared.runtime import Runtime, Service
+from shared.settings import DetectorSettings, ProbeSchedule, Settings
 
-__all__ = ["NAME", "build"]
+__all__ = ["NAME", "build", "build_probes"]
 
 NAME = "detector"
-log = logging.getLogger(__name__)
 
-ALERTS_INGESTED = Counter(
-    "jarvis_alerts_ingested_total", "Alerts accepted onto jarvis:alerts, by source.", ["source"]
-)
+
+def _schedule(d: DetectorSettings, own: ProbeSchedule) -> Schedule:
+    return Schedule(
+        interval_s=own.interval_s or d.probe_interval_s,
+        timeout_s=own.timeout_s or d.probe_timeout_s,
+        fire_after=own.fire_after or d.fire_after,
+        resolve_after=own.resolve_after or d.resolve_after,
+    )
+
+
+def build_probes(runtime: Runtime, client: httpx.AsyncClient) -> list[Probe]:
+    """Every enabled probe, configured from the settings (nothing connects yet)."""
+    s: Settings = runtime.settings
+    d = s.detector
+    probes: list[Probe] = []
+    if d.backend.enabled:
+        probes.append(BackendHealthProbe(client, s.backend_url, _schedule(d, d.backend)))
+    if d.ollama.enabled:
+        probes.append(OllamaTagsProbe(client, s.ollama_url, _schedule(d, d.ollama)))
+        if d.ollama.canary_model:
+            base = _schedule(d, d.ollama)
+            canary = Schedule(
+                d.ollama.canary_interval_s,
+                d.ollama.canary_timeout_s,
+                base.fire_after,
+                base.resolve_after,
+            )
+            probes.append(
+                OllamaCanaryProbe(
+                    client,
+                    s.ollama_url,
+                    d.ollama.canary_model,
+                    d.ollama.canary_prompt,
+                    d.ollama.canary_max_latency_s,
+                    canary,
+                )
+            )
+    if d.postgres.enabled:
+        pg = d.postgres
+        probes.append(PostgresProbe(pg.dsn, pg.max_connections_pct, _schedule(d, pg)))
+    if d.redis.enabled:
+        probes.append(RedisProbe(d.redis.url, d.redis.max_memory_pct, _schedule(d, d.redis)))
+    containers = [
+        (c.name, dk.service_for_container(c.name, c.service)) for c in d.docker.containers
+    ]
+    if d.docker.enabled and containers:
+        dock = d.docker
+        limits = dk.ContainerLimits(
+            dock.cpu_pct, dock.memory_pct, dock.max_restarts, dock.restart_window_s, dock.stats
+        )
+        factory = dk.client_factory(dock.docker_host, _schedule(d, dock).timeout_s)
+        probes.append(dk.DockerProbe(factory, containers, limits, _schedule(d, dock)))
+    if d.logs.enabled and containers:
+        lg = d.logs
+        factory = dk.client_factory(d.docker.docker_host, _schedule(d, lg).timeout_s)
+        probes.append(
+            dk.LogErrorsProbe(
+                factory, containers, lg.pattern, lg.window_s, lg.threshold, _schedule(d, lg)
+            )
+        )
+    if d.host.enabled:
+        h = d.host
+        probes.append(HostProbe(h.disk_path, h.disk_pct, h.memory_pct, h.cpu_pct, _schedule(d, h)))
+    for sender, base_url, poll, mapper in (
+        ("prometheus", s.prometheus_url, d.prometheus, _prometheus),
+        ("grafana", s.grafana_url, d.grafana, from_grafana_api),
+    ):
+        if poll.enabled:
+            url = base_url.rstrip("/") + poll.path
+            probes.append(
+                AlertPoller(
+                    client,
+                    sender,
+                    url,
+                    mapper,
+                    d.service_labels,
+                    runtime.clock,
+                    _schedule(d, poll),
+                    poll.token,
+                )
+            )
+    for target in d.http_targets:
+        if target.enabled:
+            probes.append(
+                HttpTargetProbe(
+                    target.name,
+                    target.url,
+                    target.service,
+                    target.expect_status,
+                    _schedule(d, target),
+                )
+            )
+    if d.heartbeats:
+        # Checked often enough to notice silence within a small part of the shortest period.
+        every = min(d.probe_interval_s, min(h.period_s for h in d.heartbeats) / 4)
+        probes.append(
+            HeartbeatProbe(
+                HeartbeatStore(runtime.redis),
+                d.heartbeats,
+                runtime.clock,
+                Schedule(every, d.probe_timeout_s, 1, 1),
+            )
+        )
+    return probes
+
+
+def _prometheus(body: Any, labels: Any, now: Any) -> dict[str, AlertRaised]:
+    return from_prometheus_api(body, labels, now, sender="prometheus")
 
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.detector
     bus = runtime.bus(NAME)
-    router = APIRouter(tags=["ingest"])
-    client = httpx.AsyncClient()
-    trackers = [
-        ProbeTracker(
-            BackendHealthProbe(client, runtime.settings.backend_url, settings.probe_timeout_s)
-        )
-    ]
+    client = httpx.AsyncClient(
+        # httpcore scans its whole pool for every request: few idle connections kept, so a
+        # cycle of 1,000 probes stays cheap; many may be open at once, so hanging targets
+        # never make the others wait for a connection.
+        limits=httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_keepalive_connections,
+        ),
+        follow_redirects=False,
+    )
+    probes = build_probes(runtime, client) if settings.probes_enabled else []
 
-    @router.post("/api/v1/alerts", status_code=202)
-    async def post_alerts(request: Request) -> JSONResponse:
-        """Ingest one AlertRaised JSON object or a list; 202 once all are on the stream."""
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"body larger than {settings.max_body_bytes} bytes"}, status_code=413
-            )
-        try:
-            alerts = parse_alerts(body, source=AlertSource.API, producer=NAME)
-        except IngestError as exc:
-            return JSONResponse({"detail": exc.errors}, status_code=422)
+    async def publish(alerts: list[AlertRaised]) -> None:
         await bus.publish_many(alerts)
-        ALERTS_INGESTED.labels("api").inc(len(alerts))
-        return JSONResponse(
-            {"accepted": len(alerts), "event_ids": [a.event_id for a in alerts]}, status_code=202
-        )
+        ALERTS_INGESTED.labels("probe").inc(len(alerts))
 
-    async def probe_loop() -> None:
-        while True:
-            results = await asyncio.gather(*(t.probe.run() for t in trackers))
-            for tracker, result in zip(trackers, results, strict=True):
-                alert = tracker.observe(result)
-                if alert is not None:
-                    await bus.publish(alert)
-                    ALERTS_INGESTED.labels("probe").inc()
-            await asyncio.sleep(settings.probe_interval_s)
+    runner = ProbeRunner(
+        probes,
+        publish,
+        runtime.clock,
+        retry_interval_s=settings.retry_interval_s,
+        renotify_s=settings.renotify_s,
+    )
 
     async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "probes": {
-                t.probe.name: {
-                    "ok": t.last.ok if t.last else None,
-                    "detail": t.last.detail if t.last else "not run yet",
-                    "firing": t.firing,
-                }
-                for t in trackers
-            },
-        }
+        # The detector is healthy while it runs; what it found is data, not its own status.
+        report = runner.health()
+        failing = sorted(
+            f"{name}:{key}"
+            for name, entry in report.items()
+            for key, check in entry["checks"].items()
+            if check["firing"]
+        )
+        return {"status": "ok", "firing": failing, "probes": report}
 
     async def close() -> None:
         await client.aclose()
+        for probe in probes:
+            closer = getattr(probe, "close", None)
+            if closer is not None:
+                await closer()
 
     return Service(
         name=NAME,
-        router=router,
-        background=[probe_loop] if settings.probes_enabled else [],
+        router=build_router(settings, bus, runtime.redis, runtime.clock),
+        background=[runner.run_forever] if probes else [],
         shutdown=[close],
         health=health,
     )

@@ -1,106 +1,183 @@
-"""Probes of the Jarvis stack, and the state machine that turns results into alerts."""
+"""What a probe is, and the state machines that turn its results into alerts.
+
+A probe run yields an `Outcome`: zero or more `ProbeResult`s (one per condition it checked,
+keyed by service and check) and, for pollers of other monitoring systems, the set of
+alerts that system reports as firing right now. `ProbeTracker` damps flapping results
+(N failures to fire, M successes to resolve) and re-notifies an unchanged firing state
+only every `renotify_s`; `PolledAlerts` turns successive firing sets into firing and
+resolved alerts.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import httpx
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from shared.events import AlertRaised, AlertSource, AlertStatus, Level
 
-__all__ = ["BackendHealthProbe", "Probe", "ProbeResult", "ProbeTracker"]
+__all__ = [
+    "Outcome",
+    "PolledAlerts",
+    "Probe",
+    "ProbeResult",
+    "ProbeTracker",
+    "Schedule",
+    "replace_alert",
+]
 
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """One checked condition: `ok` or not, with the impact/urgency hints of a failure."""
+
+    service: str
+    check: str
     ok: bool
     detail: str
     impact: Level = Level.HIGH
     urgency: Level = Level.LOW
-    data: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one probe run learned. `firing` is None when the polled system was not
+    reachable: its alerts are then neither re-fired nor resolved."""
+
+    results: list[ProbeResult]
+    firing: dict[str, AlertRaised] | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    interval_s: float
+    timeout_s: float
+    fire_after: int = 1
+    resolve_after: int = 1
 
 
 class Probe(Protocol):
+    """A side-effecting check of one part of the stack (one real implementation each)."""
+
     name: str
-    service: str
+    service: str  # named in the alert when the probe itself cannot run
     check: str
+    schedule: Schedule
 
-    async def run(self) -> ProbeResult: ...
-
-
-class BackendHealthProbe:
-    """`GET {backend}/health`: reachable, 2xx, and `status` healthy (CONTRACT §1)."""
-
-    service = "backend"
-    check = "health"
-
-    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
-        self.name = "backend-health"
-        self._client = client
-        self._url = base_url.rstrip("/") + "/health"
-        self._timeout = timeout_s
-
-    async def run(self) -> ProbeResult:
-        try:
-            resp = await self._client.get(self._url, timeout=self._timeout)
-        except httpx.TimeoutException:
-            return ProbeResult(False, f"timeout after {self._timeout:g}s", Level.HIGH, Level.MEDIUM)
-        except httpx.HTTPError as exc:
-            return ProbeResult(False, f"unreachable: {exc}", Level.HIGH, Level.MEDIUM)
-        if resp.status_code >= 300:
-            return ProbeResult(False, f"HTTP {resp.status_code}", Level.HIGH, Level.MEDIUM)
-        try:
-            status = str(resp.json().get("status", ""))
-        except ValueError:
-            return ProbeResult(False, "health answer is not JSON", Level.MEDIUM, Level.MEDIUM)
-        if status == "healthy":
-            return ProbeResult(True, "healthy")
-        if status == "degraded":
-            return ProbeResult(False, "backend reports degraded", Level.MEDIUM, Level.LOW)
-        return ProbeResult(False, f"backend status {status!r}", Level.HIGH, Level.MEDIUM)
+    async def run(self) -> Outcome: ...
 
 
 class ProbeTracker:
-    """Firing after `fire_after` consecutive failures, resolved after `resolve_after` successes.
+    """Firing after `fire_after` consecutive failures, resolved after `resolve_after`
+    successes; an unchanged firing state is re-published only every `renotify_s`."""
 
-    Returns an alert only when the state changes, so an unchanged state is not re-published.
-    """
-
-    def __init__(self, probe: Probe, fire_after: int = 1, resolve_after: int = 1) -> None:
-        self.probe = probe
+    def __init__(
+        self,
+        probe_name: str,
+        service: str,
+        check: str,
+        *,
+        fire_after: int = 1,
+        resolve_after: int = 1,
+        renotify_s: float = 3600.0,
+    ) -> None:
+        self.probe_name = probe_name
+        self.service = service
+        self.check = check
         self.fire_after = fire_after
         self.resolve_after = resolve_after
+        self.renotify = timedelta(seconds=renotify_s)
         self.firing = False
         self.failures = 0
         self.successes = 0
         self.last: ProbeResult | None = None
+        self.failing_since: datetime | None = None
+        self._notified_at: datetime | None = None
 
-    def observe(self, result: ProbeResult) -> AlertRaised | None:
+    @property
+    def unconfirmed(self) -> bool:
+        """A failure or recovery is under way but not confirmed yet (worth a quick re-check)."""
+        if self.firing:
+            return 0 < self.successes < self.resolve_after
+        return 0 < self.failures < self.fire_after
+
+    def observe(self, result: ProbeResult, now: datetime) -> AlertRaised | None:
+        """Feed one result; returns the alert to publish, if any."""
         self.last = result
         if result.ok:
             self.successes += 1
             self.failures = 0
             if self.firing and self.successes >= self.resolve_after:
                 self.firing = False
-                return self._alert(result, AlertStatus.RESOLVED)
+                alert = self._alert(result, AlertStatus.RESOLVED, now)
+                self.failing_since = None
+                return alert
+            if not self.firing:
+                self.failing_since = None
             return None
         self.failures += 1
         self.successes = 0
+        if self.failing_since is None:
+            self.failing_since = now
         if not self.firing and self.failures >= self.fire_after:
             self.firing = True
-            return self._alert(result, AlertStatus.FIRING)
+            self._notified_at = now
+            return self._alert(result, AlertStatus.FIRING, now)
+        if self.firing and self._notified_at and now - self._notified_at >= self.renotify:
+            self._notified_at = now
+            return self._alert(result, AlertStatus.FIRING, now)
         return None
 
-    def _alert(self, result: ProbeResult, status: AlertStatus) -> AlertRaised:
+    def _alert(self, result: ProbeResult, status: AlertStatus, now: datetime) -> AlertRaised:
+        firing = status is AlertStatus.FIRING
+        detail = result.detail
+        if result.value is not None:
+            detail = f"{detail} (value {result.value:g})"
         return AlertRaised(
             producer="detector",
             source=AlertSource.PROBE,
-            service=self.probe.service,
-            check=self.probe.check,
+            service=self.service,
+            check=self.check,
             status=status,
-            summary=f"{self.probe.service} {self.probe.check}: {result.detail}",
-            impact=result.impact if status is AlertStatus.FIRING else None,
-            urgency=result.urgency if status is AlertStatus.FIRING else None,
-            labels={"probe": self.probe.name},
+            summary=f"{self.service} {self.check}: {result.detail}"[:1024],
+            description=detail[:16384],
+            impact=result.impact if firing else None,
+            urgency=result.urgency if firing else None,
+            labels={"probe": self.probe_name, **result.labels},
+            starts_at=self.failing_since or now,
+            ends_at=None if firing else now,
         )
+
+
+class PolledAlerts:
+    """The alerts another monitoring system reports, diffed poll after poll."""
+
+    def __init__(self, renotify_s: float = 3600.0) -> None:
+        self.renotify = timedelta(seconds=renotify_s)
+        self.active: dict[str, tuple[AlertRaised, datetime]] = {}
+
+    def observe(self, firing: Mapping[str, AlertRaised], now: datetime) -> list[AlertRaised]:
+        """New alerts fire, vanished ones resolve, unchanged ones re-notify when due."""
+        out: list[AlertRaised] = []
+        for fingerprint, alert in firing.items():
+            known = self.active.get(fingerprint)
+            if known is None or now - known[1] >= self.renotify:
+                self.active[fingerprint] = (alert, now)
+                out.append(alert)
+        for fingerprint in [fp for fp in self.active if fp not in firing]:
+            alert, _ = self.active.pop(fingerprint)
+            out.append(
+                replace_alert(alert, status=AlertStatus.RESOLVED, ends_at=now, occurred_at=now)
+            )
+        return out
+
+
+def replace_alert(alert: AlertRaised, **changes: object) -> AlertRaised:
+    """A copy of `alert` with `changes` and a new event id (it is a new fact)."""
+    data = alert.model_dump()
+    data.update(changes, event_id=str(uuid.uuid4()))
+    return AlertRaised.model_validate(data)
