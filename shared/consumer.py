@@ -89,13 +89,17 @@ def decode_entry(fields: dict[bytes, bytes], spec: StreamSpec) -> Event:
             raise InvalidEntry("__data__: expected a JSON object")
     else:
         data = {}
-        for key, value in fields.items():
-            text = value.decode("utf-8", "replace")
+        for raw_key, value in fields.items():
+            try:
+                key, text = raw_key.decode(), value.decode()
+            except UnicodeDecodeError as exc:
+                name = raw_key.decode("utf-8", "replace")
+                raise InvalidEntry(f"{name}: not valid UTF-8 text") from exc
             if text[:1] in "{[":
                 with contextlib.suppress(json.JSONDecodeError):
-                    data[key.decode("utf-8", "replace")] = json.loads(text)
+                    data[key] = json.loads(text)
                     continue
-            data[key.decode("utf-8", "replace")] = text
+            data[key] = text
     try:
         return parse_event(data, spec.events)
     except ValueError as exc:
@@ -175,6 +179,7 @@ class StreamConsumer:
                 polling_interval=settings.block_ms,
             ),
             ack_policy=AckPolicy.MANUAL,
+            parser=_tolerant_parse,
             title=f"{group}:{spec.key}",
         )
         self._reclaimer = broker.subscriber(
@@ -186,6 +191,7 @@ class StreamConsumer:
                 polling_interval=min(settings.reclaim_idle_ms, 1000),
             ),
             ack_policy=AckPolicy.MANUAL,
+            parser=_tolerant_parse,
             title=f"{group}:{spec.key}:reclaim",
         )
 
@@ -193,20 +199,20 @@ class StreamConsumer:
 
             async def on_new_batch(msg: RedisBatchStreamMessage) -> None:
                 raw = msg.raw_message
-                await self._process(msg, raw["message_ids"], raw["data"], reclaimed=False)
+                await self._process(msg, raw["message_ids"], _fields(raw), reclaimed=False)
 
             self._reader(on_new_batch)
         else:
 
             async def on_new(msg: RedisStreamMessage) -> None:
                 raw = msg.raw_message
-                await self._process(msg, raw["message_ids"], [raw["data"]], reclaimed=False)
+                await self._process(msg, raw["message_ids"], [_fields(raw)], reclaimed=False)
 
             self._reader(on_new)
 
         async def on_reclaimed(msg: RedisStreamMessage) -> None:
             raw = msg.raw_message
-            await self._process(msg, raw["message_ids"], [raw["data"]], reclaimed=True)
+            await self._process(msg, raw["message_ids"], [_fields(raw)], reclaimed=True)
 
         self._reclaimer(on_reclaimed)
 
@@ -342,3 +348,26 @@ def _one_by_one(handler: Handler) -> BatchHandler:
             await handler(event)
 
     return handle
+
+
+_RAW_FIELDS = "jarvis_raw_fields"
+
+
+async def _tolerant_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream turns flat fields into JSON before any handler runs, and an entry it
+    cannot decode (say, non-UTF-8 bytes) would stay pending forever. Such an entry is
+    handed over with a placeholder body and its raw fields kept aside, so that the
+    handler dead-letters it with the reason like any other invalid entry."""
+    try:
+        return await original(msg)
+    except Exception:
+        data = msg["data"]
+        placeholder: Any = (
+            [{b"__data__": b"{}"} for _ in data] if isinstance(data, list) else {b"__data__": b"{}"}
+        )
+        return await original({**msg, "data": placeholder, _RAW_FIELDS: data})
+
+
+def _fields(raw: Any) -> Any:
+    """The entry's fields as Redis returned them (see `_tolerant_parse`)."""
+    return raw.get(_RAW_FIELDS, raw["data"])

@@ -245,3 +245,17 @@ async def test_shutdown_waits_for_the_handler_in_flight(
         # leaving the block is the SIGTERM path: stop reading, drain, then close
     assert finished.is_set()
     assert await _pending(redis) == 0
+
+
+async def test_entry_faststream_cannot_decode_is_dead_lettered_not_stuck(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    # Found by the fuzz test: non-UTF-8 flat fields broke FastStream's own parser.
+    seen: list[Event] = []
+    async with running(make_settings(), [_collector(seen)]):
+        bad_id = (await redis.xadd(ALERTS.key, {"service": b"\x88\xff"})).decode()
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service="after").to_json()})
+        await eventually(lambda: _async(len(seen) == 1))
+        dead = await eventually(lambda: _dead_letters(redis, 1))
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert dead[0]["entry_id"] == bad_id
