@@ -1,4 +1,5 @@
-"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`)."""
+"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`), or print a
+postmortem (`postmortem ID`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uvicorn
 
 from services.detector.main import build as build_detector
 from services.escalator.main import build as build_escalator
+from services.recorder import postmortem_cli
 from services.recorder.main import build as build_recorder
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
@@ -44,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", help="configuration file (TOML, YAML or JSON)")
         cmd.add_argument("--port", type=int, help="HTTP port (JARVIS_HTTP_PORT)")
         cmd.add_argument("--host", help="HTTP address (JARVIS_HTTP_HOST)")
+    postmortem = sub.add_parser("postmortem", help="print an incident's postmortem (Markdown)")
+    postmortem.add_argument("incident_id", help="the incident's id")
+    postmortem.add_argument("--config", help="configuration file (reads DATABASE_URL)")
+    postmortem.add_argument("--url", help="ask a running recorder, e.g. http://127.0.0.1:10300")
     return parser
 
 
@@ -77,6 +83,8 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "postmortem":
+        return postmortem_cli.run(args.incident_id, config=args.config, url=args.url)
     overrides = {
         key: value
         for key, value in (("http_port", args.port), ("http_host", args.host))
