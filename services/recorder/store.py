@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -63,6 +65,11 @@ class TimelineStore:
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
         self._now = now
+        # SQLite has one writer at a time anyway; taking turns in-process makes each
+        # transaction see the ones before it whole (PostgreSQL uses advisory locks).
+        self._sqlite_writer: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -73,7 +80,8 @@ class TimelineStore:
 
     async def record(self, event: Event) -> Outcome:
         """Store `event` (or count it) and update its incident."""
-        async with self.sessions.begin() as session:
+        async with self._sqlite_writer, self.sessions.begin() as session:
+            await self._serialize(session, event)
             if await self._seen(session, event.event_id):
                 return Outcome.DUPLICATE
             if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
@@ -115,6 +123,29 @@ class TimelineStore:
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult
+
+    async def _serialize(self, session: AsyncSession, event: Event) -> None:
+        """Make transactions that could miss each other's writes take turns.
+
+        An alert and triage's reaction to it arrive on different streams and are handled
+        concurrently; under READ COMMITTED each could look for the other before the other
+        commits, and the link would be lost. Both lock the alert's id; repeats of one
+        fingerprint lock it; events of one incident lock it. Keys are taken in order, so
+        transactions cannot deadlock on them.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        keys = {f"ev:{event.event_id}"}
+        if event.causation_id:
+            keys.add(f"ev:{event.causation_id}")
+        if event.incident_id:
+            keys.add(f"inc:{event.incident_id}")
+        if isinstance(event, AlertRaised | AlertCorrelated):
+            keys.add(f"fp:{event.fingerprint}")
+        for key in sorted(keys):
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key}
+            )
 
     # -- dedup and alert runs -------------------------------------------------------------
 
