@@ -138,6 +138,7 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
         "Debian's chromium and chromium-driver (scripts/ci-chromium.sh)",
     )
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
@@ -161,11 +162,12 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         driver.get(recorder.url + "/")
-        wait = WebDriverWait(driver, 15)
+        # The page re-renders its list on every change: retry on a replaced element.
+        wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
         item = f'#incidents li[data-id="{incident}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, item))
         wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
-        driver.find_element(By.CSS_SELECTOR, item).click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, item).click() or True)
         row = f'#timeline tr[data-event-id="{opening.event_id}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
 
@@ -174,8 +176,10 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
         recorder.publish(note)
         live_row = f'#timeline tr[data-event-id="{note.event_id}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, live_row))
-        cells = driver.find_elements(By.CSS_SELECTOR, live_row + " td")
-        assert [c.text for c in cells[1:]] == ["Note", "<b>db pool</b> full", "carol"]
+        texts = wait.until(
+            lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, live_row + " td")]
+        )
+        assert texts[1:] == ["Note", "<b>db pool</b> full", "carol"]
 
         # Resolving it (operator command) takes it off the list of open incidents.
         answer = httpx.post(
