@@ -1,4 +1,5 @@
-"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`)."""
+"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`), or print a
+postmortem (`postmortem ID`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import uvicorn
 
 from services.detector.main import build as build_detector
 from services.escalator.main import build as build_escalator
+from services.recorder import postmortem_cli
 from services.recorder.main import build as build_recorder
+from services.recorder.security import check_exposure
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
 from shared.asyncapi import asyncapi_document
@@ -48,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", help="configuration file (TOML, YAML or JSON)")
         cmd.add_argument("--port", type=int, help="HTTP port (JARVIS_HTTP_PORT)")
         cmd.add_argument("--host", help="HTTP address (JARVIS_HTTP_HOST)")
+    postmortem = sub.add_parser("postmortem", help="print an incident's postmortem (Markdown)")
+    postmortem.add_argument("incident_id", help="the incident's id")
+    postmortem.add_argument("--config", help="configuration file (reads DATABASE_URL)")
+    postmortem.add_argument("--url", help="ask a running recorder, e.g. http://127.0.0.1:10300")
     return parser
 
 
@@ -88,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "asyncapi":
         print(json.dumps(asyncapi_document(), indent=2))
         return 0
+    if args.command == "postmortem":
+        return postmortem_cli.run(args.incident_id, config=args.config, url=args.url)
     overrides = {
         key: value
         for key, value in (("http_port", args.port), ("http_host", args.host))
@@ -95,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = load_settings(args.config, **overrides)
+        check_exposure(settings)
     except ConfigError as exc:
         print(f"jarvis-ir: {exc}", file=sys.stderr)
         return 2

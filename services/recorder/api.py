@@ -1,53 +1,108 @@
-"""The recorder's HTTP routes (CONTRACT §4): incidents and their timelines."""
+"""The recorder's read routes (CONTRACT §4): incidents, timelines, stats, postmortems."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi.responses import PlainTextResponse
 
-from services.recorder.schemas import IncidentOut, TimelineEntry
-from services.recorder.store import TimelineStore
+from services.recorder import stats as figures
+from services.recorder.db import as_utc
+from services.recorder.queries import IncidentFilter, Reader
+from services.recorder.report import incident_detail, postmortem_markdown, timeline_entries
+from services.recorder.schemas import (
+    IncidentDetail,
+    IncidentOut,
+    SeverityName,
+    SeverityStats,
+    Stats,
+    Status,
+    TimelineEntry,
+)
 
-__all__ = ["make_router"]
+__all__ = ["IncidentId", "make_read_router", "not_found"]
+
+IncidentId = Path(min_length=1, max_length=64, description="The incident's id.")
 
 
-def make_router(store: TimelineStore, page_size: int) -> APIRouter:
+def not_found(incident_id: str) -> HTTPException:
+    return HTTPException(404, f"incident_id: no incident {incident_id!r}")
+
+
+def make_read_router(reader: Reader, page_size: int) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["timeline"])
 
     @router.get("/incidents", response_model=list[IncidentOut])
     async def list_incidents(
-        status: Literal["open", "acknowledged", "mitigated", "resolved"] | None = None,
-        severity: Literal["P0", "P1", "P2", "P3"] | None = None,
-        service: str | None = Query(default=None, max_length=128),
-        since: datetime | None = None,
+        response: Response,
+        status: Status | None = None,
+        severity: SeverityName | None = None,
+        service: str | None = Query(default=None, min_length=1, max_length=128),
+        since: Annotated[datetime | None, Query(description="Opened at or after.")] = None,
         limit: int = Query(default=page_size, ge=1, le=1000),
-        offset: int = Query(default=0, ge=0),
+        offset: int = Query(default=0, ge=0, le=10_000_000),
     ) -> list[IncidentOut]:
-        """Incidents, newest first."""
-        rows = await store.list_incidents(
-            status=status,
-            severity=severity,
-            service=service,
-            since=since,
-            limit=limit,
-            offset=offset,
-        )
+        """Incidents, newest first; the total matching is in `X-Total-Count`."""
+        where = IncidentFilter(status, severity, service, as_utc(since) if since else None)
+        rows, total = await reader.list_incidents(where, limit=limit, offset=offset)
+        response.headers["X-Total-Count"] = str(total)
         return [IncidentOut.of(r) for r in rows]
 
-    @router.get("/incidents/{incident_id}", response_model=IncidentOut)
-    async def get_incident(incident_id: str) -> IncidentOut:
-        row = await store.get_incident(incident_id)
-        if row is None:
-            raise HTTPException(404, f"incident {incident_id} not found")
-        return IncidentOut.of(row)
+    @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
+    async def get_incident(incident_id: str = IncidentId) -> IncidentDetail:
+        """An incident with its severity history and its alerts as counted runs."""
+        detail = await incident_detail(reader, incident_id)
+        if detail is None:
+            raise not_found(incident_id)
+        return detail
 
     @router.get("/incidents/{incident_id}/timeline", response_model=list[TimelineEntry])
-    async def get_timeline(incident_id: str) -> list[TimelineEntry]:
-        """The incident's events in the order they happened."""
-        if await store.get_incident(incident_id) is None:
-            raise HTTPException(404, f"incident {incident_id} not found")
-        return [TimelineEntry.of(r) for r in await store.timeline(incident_id)]
+    async def get_timeline(incident_id: str = IncidentId) -> list[TimelineEntry]:
+        """The incident's events in the order they happened, with causation links:
+        `causation_id` (what an event reacts to) and `effects` (what reacts to it)."""
+        if await reader.get_incident(incident_id) is None:
+            raise not_found(incident_id)
+        return await timeline_entries(reader, incident_id)
+
+    @router.get(
+        "/incidents/{incident_id}/postmortem",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/markdown": {}}}},
+    )
+    async def get_postmortem(incident_id: str = IncidentId) -> PlainTextResponse:
+        """The runbook's blameless postmortem template, filled in from the timeline (Markdown)."""
+        text = await postmortem_markdown(reader, incident_id)
+        if text is None:
+            raise not_found(incident_id)
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    @router.get("/stats", response_model=Stats)
+    async def get_stats(
+        since: Annotated[datetime | None, Query(description="Incidents opened since.")] = None,
+    ) -> Stats:
+        """MTTA and MTTR per severity, incidents per status and per service."""
+        since = as_utc(since) if since else None
+        rows = await reader.incidents_for_stats(since)
+        times = [
+            figures.IncidentTimes(
+                severity=r.severity,
+                status=r.status,
+                opened_at=as_utc(r.opened_at),
+                acknowledged_at=as_utc(r.acknowledged_at),
+                resolved_at=as_utc(r.resolved_at),
+            )
+            for r in rows
+        ]
+        return Stats(
+            since=since,
+            incidents=len(times),
+            by_status=figures.by_status(times),
+            by_severity={
+                sev: SeverityStats(**vars(f)) for sev, f in figures.by_severity(times).items()
+            },
+            by_service=await reader.incidents_per_service(since),
+        )
 
     return router

@@ -1,11 +1,22 @@
-"""Recorder's composition root: every stream into the timeline store, and the API."""
+"""Recorder's composition root: every stream into the timeline store, the API, the page."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
 from typing import Any
 
-from services.recorder.api import make_router
-from services.recorder.store import TimelineStore
+from fastapi import APIRouter
+from prometheus_client import Counter
+
+from services.recorder.api import make_read_router
+from services.recorder.commands import make_command_router
+from services.recorder.db import migrate
+from services.recorder.live import Notifier, make_live_router
+from services.recorder.queries import Reader
+from services.recorder.security import bearer_guard, check_exposure
+from services.recorder.store import Outcome, TimelineStore
 from shared.events import Event
 from shared.runtime import Runtime, Service
 from shared.streams import ALL_STREAMS
@@ -13,15 +24,40 @@ from shared.streams import ALL_STREAMS
 __all__ = ["GROUP", "build"]
 
 GROUP = "recorder"
+log = logging.getLogger(__name__)
+
+RECORDED = Counter(
+    "jarvis_recorder_events_total",
+    "Events the recorder handled: stored on the timeline, counted (alert storm) or duplicate.",
+    ["outcome"],
+)
 
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings
+    config = settings.recorder
+    check_exposure(settings)  # raises ConfigError before anything listens
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = TimelineStore(settings.sqlalchemy_url)
+    reader = Reader(store.sessions)
+    notifier = Notifier()
 
     async def on_event(event: Event) -> None:
-        await store.record(event)
+        outcome = await store.record(event)
+        RECORDED.labels(outcome.value).inc()
+        if outcome is not Outcome.DUPLICATE:
+            notifier.notify()
+
+    async def start() -> None:
+        await migrate(store.engine)
+
+    async def prune_loop() -> None:
+        retention = timedelta(seconds=config.dedup_retention_s)
+        while True:
+            removed = await store.prune_processed(retention)
+            if removed:
+                log.info("forgot %d expired dedup ids", removed)
+            await asyncio.sleep(config.prune_interval_s)
 
     async def health() -> dict[str, Any]:
         try:
@@ -30,11 +66,25 @@ def build(runtime: Runtime) -> Service:
             return {"status": "error", "database": f"error: {exc}"}
         return {"status": "ok", "database": store.engine.dialect.name}
 
+    router = APIRouter()
+    router.include_router(make_read_router(reader, config.page_size))
+    router.include_router(
+        make_command_router(
+            store=store,
+            reader=reader,
+            bus=runtime.bus(GROUP),
+            guard=bearer_guard(settings.api_token),
+            max_body_bytes=config.max_body_bytes,
+            on_recorded=notifier.notify,
+        )
+    )
+    router.include_router(make_live_router(reader, notifier, config.stream_poll_s))
     return Service(
         name=GROUP,
-        router=make_router(store, settings.recorder.page_size),
+        router=router,
         consumers=[runtime.consume(spec, GROUP, on_event) for spec in ALL_STREAMS],
-        startup=[store.create_schema],
+        startup=[start],
+        background=[prune_loop],
         shutdown=[store.close],
         health=health,
     )

@@ -1,55 +1,75 @@
-"""The recorder's queries: idempotent event inserts, the incident projection, reads."""
+"""The recorder's write path: every event once, alert storms counted, incidents projected.
+
+`record` runs in one transaction per event:
+
+1. a redelivered event is recognised (timeline row or dedup ledger) and changes nothing;
+2. an alert that repeats the current run of its fingerprint in the same status is only
+   counted (`alert_occurrences`), everything else becomes a timeline row;
+3. an alert and the triage event that reacts to it (causation_id) are linked to the
+   incident whichever arrives first;
+4. the incident projection is updated (`projection.py` decides how).
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.recorder.models import Base, EventRow, IncidentRow
+from services.recorder import projection
+from services.recorder.db import as_utc, make_engine
+from services.recorder.models import (
+    AlertOccurrenceRow,
+    EventRow,
+    IncidentRow,
+    IncidentServiceRow,
+    ProcessedEventRow,
+)
 from shared.events import (
+    EVENT_TYPES,
+    ActionApproved,
+    ActionCompleted,
+    ActionRequested,
+    AlertCorrelated,
+    AlertRaised,
     Event,
-    IncidentAcknowledged,
     IncidentResolved,
     SeverityAssigned,
     utcnow,
 )
 
-__all__ = ["TimelineStore", "as_utc"]
+__all__ = ["Outcome", "TimelineStore"]
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time we store is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+class Outcome(enum.StrEnum):
+    STORED = "stored"  # a new timeline row
+    COUNTED = "counted"  # a repeat of an alert run
+    DUPLICATE = "duplicate"  # seen before: nothing changed
 
 
 class TimelineStore:
-    """Every event once, and incidents kept current from them."""
+    """Every event once, alert storms as counters, incidents kept current."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, now: Callable[[], datetime] = utcnow) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {}
-        if url.startswith("postgresql"):
-            kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.engine: AsyncEngine = make_engine(url)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._insert = (
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
-
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        self._now = now
+        # SQLite has one writer at a time anyway; taking turns in-process makes each
+        # transaction see the ones before it whole (PostgreSQL uses advisory locks).
+        self._sqlite_writer: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -58,97 +78,245 @@ class TimelineStore:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
-    async def record(self, event: Event) -> bool:
-        """Store `event` and update its incident; False if it was already stored."""
-        async with self._sessions.begin() as session:
-            stmt = (
+    async def record(self, event: Event) -> Outcome:
+        """Store `event` (or count it) and update its incident."""
+        async with self._sqlite_writer, self.sessions.begin() as session:
+            await self._serialize(session, event)
+            if await self._seen(session, event.event_id):
+                return Outcome.DUPLICATE
+            if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
+                session, event
+            ):
+                return Outcome.COUNTED
+            incident_id = event.incident_id or await self._incident_of_reaction(session, event)
+            inserted = await session.execute(
                 self._insert(EventRow)
                 .values(
                     event_id=event.event_id,
                     event_type=event.event_type,
-                    incident_id=event.incident_id,
+                    incident_id=incident_id,
                     causation_id=event.causation_id,
+                    action_id=_action_id(event),
                     occurred_at=event.occurred_at,
-                    recorded_at=utcnow(),
+                    recorded_at=self._now(),
                     payload=event.model_dump(mode="json"),
                 )
                 .on_conflict_do_nothing(index_elements=["event_id"])
             )
-            result = await session.execute(stmt)
-            if not result.rowcount:  # type: ignore[attr-defined]
-                return False
-            await self._project(session, event)
+            if not inserted.rowcount:  # type: ignore[attr-defined]  # CursorResult
+                return Outcome.DUPLICATE  # a concurrent delivery stored it first
+            if isinstance(event, AlertRaised | AlertCorrelated):
+                await self._close_runs(session, event)
+                self._start_run(session, event, incident_id)
+            if event.incident_id and event.causation_id:
+                await self._link_cause(session, event.causation_id, event.incident_id)
+            if event.incident_id:
+                await self._project(session, event)
+            return Outcome.STORED
+
+    async def prune_processed(self, retention: timedelta) -> int:
+        """Forget counted event ids older than `retention`; returns how many."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                delete(ProcessedEventRow).where(
+                    ProcessedEventRow.processed_at < self._now() - retention
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult
+
+    async def _serialize(self, session: AsyncSession, event: Event) -> None:
+        """Make transactions that could miss each other's writes take turns.
+
+        An alert and triage's reaction to it arrive on different streams and are handled
+        concurrently; under READ COMMITTED each could look for the other before the other
+        commits, and the link would be lost. Both lock the alert's id; repeats of one
+        fingerprint lock it; events of one incident lock it. Keys are taken in order, so
+        transactions cannot deadlock on them.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        keys = {f"ev:{event.event_id}"}
+        if event.causation_id:
+            keys.add(f"ev:{event.causation_id}")
+        if event.incident_id:
+            keys.add(f"inc:{event.incident_id}")
+        if isinstance(event, AlertRaised | AlertCorrelated):
+            keys.add(f"fp:{event.fingerprint}")
+        for key in sorted(keys):
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key}
+            )
+
+    # -- dedup and alert runs -------------------------------------------------------------
+
+    async def _seen(self, session: AsyncSession, event_id: str) -> bool:
+        if await session.get(EventRow, event_id) is not None:
             return True
+        return await session.get(ProcessedEventRow, event_id) is not None
+
+    async def _current_run(
+        self, session: AsyncSession, kind: str, scope: str, fingerprint: str
+    ) -> AlertOccurrenceRow | None:
+        query = (
+            select(AlertOccurrenceRow)
+            .where(AlertOccurrenceRow.kind == kind)
+            .where(AlertOccurrenceRow.scope == scope)
+            .where(AlertOccurrenceRow.fingerprint == fingerprint)
+            .where(AlertOccurrenceRow.is_current.is_(True))
+            .with_for_update()
+        )
+        return (await session.scalars(query)).first()
+
+    async def _count_repeat(
+        self, session: AsyncSession, event: AlertRaised | AlertCorrelated
+    ) -> bool:
+        """Count `event` into the current run of its fingerprint if it repeats it."""
+        run = await self._current_run(session, event.event_type, _scope(event), event.fingerprint)
+        if run is None or run.status != event.status.value:
+            return False
+        run.count += 1
+        at = event.occurred_at
+        if at >= as_utc(run.last_at):
+            run.last_at = at
+            run.last_event_id = event.event_id
+        if at < as_utc(run.first_at):
+            run.first_at = at
+        if isinstance(event, AlertCorrelated) and event.incident_id:
+            # A repeat correlated to an incident tells which incident the raw run is in.
+            await session.execute(
+                update(AlertOccurrenceRow)
+                .where(AlertOccurrenceRow.kind == AlertRaised.EVENT_TYPE)
+                .where(AlertOccurrenceRow.fingerprint == event.fingerprint)
+                .where(AlertOccurrenceRow.is_current.is_(True))
+                .where(AlertOccurrenceRow.incident_id.is_(None))
+                .values(incident_id=event.incident_id)
+            )
+        await session.execute(
+            self._insert(ProcessedEventRow)
+            .values(event_id=event.event_id, processed_at=self._now())
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        return True
+
+    def _start_run(
+        self, session: AsyncSession, event: AlertRaised | AlertCorrelated, incident_id: str | None
+    ) -> None:
+        session.add(
+            AlertOccurrenceRow(
+                kind=event.event_type,
+                scope=_scope(event),
+                fingerprint=event.fingerprint,
+                status=event.status.value,
+                service=event.service,
+                incident_id=incident_id,
+                first_event_id=event.event_id,
+                last_event_id=event.event_id,
+                count=1,
+                first_at=event.occurred_at,
+                last_at=event.occurred_at,
+                is_current=True,
+            )
+        )
+
+    async def _close_runs(
+        self, session: AsyncSession, event: AlertRaised | AlertCorrelated
+    ) -> None:
+        """A status change starts a new run; the previous one stays as history."""
+        await session.execute(
+            update(AlertOccurrenceRow)
+            .where(AlertOccurrenceRow.kind == event.event_type)
+            .where(AlertOccurrenceRow.scope == _scope(event))
+            .where(AlertOccurrenceRow.fingerprint == event.fingerprint)
+            .where(AlertOccurrenceRow.is_current.is_(True))
+            .values(is_current=False)
+        )
+
+    # -- linking alerts and the events that react to them ------------------------------------
+
+    async def _incident_of_reaction(self, session: AsyncSession, event: Event) -> str | None:
+        """The incident of an event triage reacted to before this event arrived."""
+        return await session.scalar(
+            select(EventRow.incident_id)
+            .where(EventRow.causation_id == event.event_id)
+            .where(EventRow.incident_id.is_not(None))
+            .limit(1)
+        )
+
+    async def _link_cause(self, session: AsyncSession, cause_id: str, incident_id: str) -> None:
+        await session.execute(
+            update(EventRow)
+            .where(EventRow.event_id == cause_id)
+            .where(EventRow.incident_id.is_(None))
+            .values(incident_id=incident_id)
+        )
+        await session.execute(
+            update(AlertOccurrenceRow)
+            .where(AlertOccurrenceRow.first_event_id == cause_id)
+            .where(AlertOccurrenceRow.incident_id.is_(None))
+            .values(incident_id=incident_id)
+        )
+
+    # -- the incident projection ----------------------------------------------------------
 
     async def _project(self, session: AsyncSession, event: Event) -> None:
-        if not event.incident_id:
-            return
+        assert event.incident_id
         row = await session.get(IncidentRow, event.incident_id, with_for_update=True)
-        now = utcnow()
-        if isinstance(event, SeverityAssigned):
-            if row is None:
-                session.add(
-                    IncidentRow(
-                        id=event.incident_id,
-                        fingerprint=event.fingerprint,
-                        title=event.title,
-                        service=event.service,
-                        status="open",
-                        severity=event.severity.value,
-                        opened_at=event.opened_at,
-                        updated_at=now,
+        now = self._now()
+        if row is None:
+            if not isinstance(event, SeverityAssigned):
+                return  # kept on the timeline; replayed when the incident's opening arrives
+            row = projection.open_incident(event, now)
+            session.add(row)
+            # Events of this incident that arrived before its opening (other streams).
+            earlier = await session.scalars(
+                select(EventRow)
+                .where(EventRow.incident_id == event.incident_id)
+                .where(EventRow.event_id != event.event_id)
+                .order_by(EventRow.occurred_at, EventRow.recorded_at)
+            )
+            for stored in earlier.all():
+                replayed = _parse(stored.payload)
+                if replayed is not None:
+                    projection.apply(row, replayed)
+        elif projection.apply(row, event):
+            row.updated_at = now
+        else:
+            return
+        await self._sync_services(session, row)
+        if isinstance(event, IncidentResolved):
+            # A fingerprint firing again after resolution is a new story: start new runs.
+            await session.execute(
+                update(AlertOccurrenceRow)
+                .where(
+                    or_(
+                        AlertOccurrenceRow.incident_id == row.id,
+                        AlertOccurrenceRow.scope == row.id,
                     )
                 )
-            elif event.severity.rank < int(row.severity[1]):  # severity never falls silently
-                row.severity = event.severity.value
-                row.updated_at = now
-            return
-        if row is None:
-            return
-        if isinstance(event, IncidentAcknowledged) and row.status == "open":
-            row.status = "acknowledged"
-            row.acknowledged_at = event.occurred_at
-            row.updated_at = now
-        elif isinstance(event, IncidentResolved) and row.status != "resolved":
-            row.status = "resolved"
-            row.resolved_at = event.occurred_at
-            row.updated_at = now
+                .values(is_current=False)
+            )
 
-    async def list_incidents(
-        self,
-        *,
-        status: str | None = None,
-        severity: str | None = None,
-        service: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[IncidentRow]:
-        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
-        if status:
-            query = query.where(IncidentRow.status == status)
-        if severity:
-            query = query.where(IncidentRow.severity == severity)
-        if service:
-            query = query.where(IncidentRow.service == service)
-        if since:
-            query = query.where(IncidentRow.opened_at >= since)
-        async with self._sessions() as session:
-            return list((await session.scalars(query.limit(limit).offset(offset))).all())
+    async def _sync_services(self, session: AsyncSession, row: IncidentRow) -> None:
+        for service in row.services or []:
+            await session.execute(
+                self._insert(IncidentServiceRow)
+                .values(incident_id=row.id, service=service)
+                .on_conflict_do_nothing(index_elements=["incident_id", "service"])
+            )
 
-    async def get_incident(self, incident_id: str) -> IncidentRow | None:
-        async with self._sessions() as session:
-            return await session.get(IncidentRow, incident_id)
 
-    async def timeline(self, incident_id: str) -> list[EventRow]:
-        # An alert carries no incident id; triage's answer to it (causation_id) does. The
-        # link is made here, at read time, so the order the streams are recorded in and
-        # concurrent recorders cannot lose it.
-        caused = select(EventRow.causation_id).where(EventRow.incident_id == incident_id)
-        query = (
-            select(EventRow)
-            .where(or_(EventRow.incident_id == incident_id, EventRow.event_id.in_(caused)))
-            .order_by(EventRow.occurred_at, EventRow.recorded_at, EventRow.event_id)
-        )
-        async with self._sessions() as session:
-            return list((await session.scalars(query)).all())
+def _scope(event: AlertRaised | AlertCorrelated) -> str:
+    if isinstance(event, AlertCorrelated):
+        return event.incident_id or ""
+    return ""
+
+
+def _action_id(event: Event) -> str | None:
+    if isinstance(event, ActionRequested | ActionCompleted | ActionApproved):
+        return event.action_id[:64]
+    return None
+
+
+def _parse(payload: dict[str, Any]) -> Event | None:
+    cls = EVENT_TYPES.get(str(payload.get("event_type")))
+    return cls.model_validate(payload) if cls else None

@@ -1,0 +1,123 @@
+"""The live side of the recorder: server-sent events of timeline and incident changes, and
+the operator page that shows them.
+
+The stream polls the database (so it sees what any replica recorded) and is woken at
+once when this process records something. Rows are re-read with a small overlap, since
+transactions may commit out of the order of their timestamps; what was sent is
+remembered, so nothing is sent twice and nothing is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from services.recorder.db import as_utc
+from services.recorder.page import PAGE
+from services.recorder.queries import Reader, TimelineItem
+from services.recorder.schemas import IncidentOut, TimelineEntry
+from shared.events import utcnow
+
+__all__ = ["Notifier", "make_live_router"]
+
+_OVERLAP = timedelta(seconds=5)
+_HEARTBEAT_S = 15.0
+
+
+class Notifier:
+    """Wakes the live streams of this process when something was recorded."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Event] = set()
+
+    def notify(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def wait(self, seconds: float) -> None:
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+
+def _frame(kind: str, data: str, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {data}\n\n"
+
+
+async def _events(
+    reader: Reader, notifier: Notifier, poll_s: float, incident_id: str | None
+) -> AsyncIterator[str]:
+    cursor = utcnow() - _OVERLAP
+    sent_rows: dict[str, datetime] = {}
+    sent_incidents: dict[tuple[str, datetime], datetime] = {}
+    yield "retry: 2000\n: connected\n\n"
+    quiet = 0.0
+    while True:
+        newest = cursor
+        for row in await reader.recorded_since(cursor - _OVERLAP, incident_id):
+            at = as_utc(row.recorded_at)
+            newest = max(newest, at)
+            if row.event_id in sent_rows:
+                continue
+            sent_rows[row.event_id] = at
+            entry = TimelineEntry.of(TimelineItem(row, None))
+            yield _frame("timeline", entry.model_dump_json(), row.event_id)
+        for incident in await reader.updated_since(cursor - _OVERLAP):
+            if incident_id and incident.id != incident_id:
+                continue
+            at = as_utc(incident.updated_at)
+            newest = max(newest, at)
+            if (incident.id, at) in sent_incidents:
+                continue
+            sent_incidents[(incident.id, at)] = at
+            yield _frame("incident", IncidentOut.of(incident).model_dump_json())
+        cursor = newest
+        horizon = cursor - 2 * _OVERLAP
+        sent_rows = {k: v for k, v in sent_rows.items() if v >= horizon}
+        sent_incidents = {k: v for k, v in sent_incidents.items() if v >= horizon}
+        started = asyncio.get_running_loop().time()
+        await notifier.wait(poll_s)
+        quiet += asyncio.get_running_loop().time() - started
+        if quiet >= _HEARTBEAT_S:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+
+
+def make_live_router(reader: Reader, notifier: Notifier, poll_s: float) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        """The operator page: open incidents and a live timeline."""
+        return HTMLResponse(PAGE)
+
+    @router.get(
+        "/api/v1/stream",
+        tags=["timeline"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def stream(
+        request: Request,
+        incident_id: str | None = Query(default=None, min_length=1, max_length=64),
+    ) -> StreamingResponse:
+        """Server-sent events: `timeline` (a new timeline entry, JSON as in /timeline) and
+        `incident` (an incident changed, JSON as in /incidents), from now on."""
+        del request
+        return StreamingResponse(
+            _events(reader, notifier, poll_s, incident_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

@@ -1,0 +1,238 @@
+"""The runbook's blameless postmortem (Post-Incident Review Template) as Markdown,
+filled in from the incident and its timeline. Pure: the same inputs give the same text.
+
+What the timeline knows is written out; what only people know (users impacted, the
+five whys, lessons) is left as a scaffold to complete in the review meeting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.recorder.narrate import ROLE_TITLES, narrate
+from services.recorder.schemas import IncidentDetail, TimelineEntry
+
+__all__ = ["ActionItem", "action_items", "format_duration", "render"]
+
+FIVE_WHYS = (
+    ("Why did the incident occur?", "Document the immediate trigger."),
+    ("Why did that trigger cause a problem?", "Identify the underlying weakness."),
+    ("Why wasn't it prevented?", "Examine prevention mechanisms."),
+    ("Why didn't monitoring catch it sooner?", "Review detection capabilities."),
+    ("Why wasn't the system resilient?", "Analyze recovery mechanisms."),
+)
+_DUE_DAYS = {"P0": 7, "P1": 14, "P2": 21, "P3": 30}
+_FAILED = {"failed", "timed_out", "rejected"}
+TODO = "_to be completed in the review_"
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    description: str
+    owner: str
+    due: datetime
+    priority: str
+
+
+def format_duration(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} hours {minutes} minutes"
+
+
+def _ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _cell(text: str, limit: int = 240) -> str:
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return flat.replace("|", "\\|") or "—"
+
+
+def _holder(incident: IncidentDetail, role: str) -> str:
+    name = getattr(incident.roles, role)
+    return f"{name} ({ROLE_TITLES[role]})" if name else ROLE_TITLES[role]
+
+
+def _response_due(timeline: list[TimelineEntry]) -> datetime | None:
+    for entry in timeline:
+        if entry.event_type == "SeverityAssigned" and entry.event.get("response_due_at"):
+            return datetime.fromisoformat(str(entry.event["response_due_at"]))
+    return None
+
+
+def action_items(incident: IncidentDetail, timeline: list[TimelineEntry]) -> list[ActionItem]:
+    """Proposed action items, each from a fact on the timeline."""
+    due = (incident.resolved_at or incident.opened_at) + timedelta(
+        days=_DUE_DAYS.get(incident.severity, 30)
+    )
+    sev = incident.severity
+    tl, ol, ic = (
+        _holder(incident, "technical_lead"),
+        _holder(incident, "operations_lead"),
+        _holder(incident, "incident_commander"),
+    )
+    items: list[ActionItem] = []
+    for entry in timeline:
+        e = entry.event
+        if entry.event_type == "ActionCompleted" and e.get("outcome") in _FAILED:
+            target = f" on {e['target']}" if e.get("target") else ""
+            items.append(
+                ActionItem(
+                    f"Find out why action `{e.get('action')}`{target} {e.get('outcome')}",
+                    tl,
+                    due,
+                    sev,
+                )
+            )
+    if incident.data_loss:
+        items.append(ActionItem("Verify backups and restore what was lost", ol, due, sev))
+    if incident.security:
+        items.append(ActionItem("Complete the security review of the breach", ic, due, sev))
+    services = ", ".join(incident.services) or incident.service
+    items.append(ActionItem(f"Review monitoring and alert thresholds for {services}", ol, due, sev))
+    items.append(ActionItem("Update the runbook with what this incident taught", ic, due, sev))
+    return items
+
+
+def _went_well_and_not(
+    incident: IncidentDetail, timeline: list[TimelineEntry]
+) -> tuple[list[str], list[str]]:
+    good: list[str] = []
+    bad: list[str] = []
+    sources = sorted(
+        {str(e.event.get("source")) for e in timeline if e.event_type == "AlertRaised"}
+    )
+    if sources:
+        good.append(f"Detected automatically ({', '.join(sources)})")
+    due = _response_due(timeline)
+    if incident.acknowledged_at:
+        took = format_duration(incident.acknowledged_at - incident.opened_at)
+        if due is None or incident.acknowledged_at <= due:
+            good.append(f"Acknowledged after {took}, within the runbook's response time")
+        else:
+            bad.append(f"Acknowledged after {took}, later than the runbook's response time")
+    else:
+        bad.append("Never acknowledged by an operator")
+    for entry in timeline:
+        e = entry.event
+        if entry.event_type == "ActionCompleted":
+            line = f"Action `{e.get('action')}` {e.get('outcome')}"
+            (bad if e.get("outcome") in _FAILED else good).append(line)
+        elif entry.event_type == "EscalationDue":
+            bad.append(f"Escalated to level {e.get('level')}: {e.get('reason', '')}")
+    storms = [a for a in incident.alerts if a.count > 1]
+    for run in storms:
+        bad.append(f"{run.count} repeats of one {run.service} alert — consider inhibition")
+    return good or [TODO], bad or [TODO]
+
+
+def render(incident: IncidentDetail, timeline: list[TimelineEntry]) -> str:
+    """The postmortem of `incident` as Markdown."""
+    end = incident.resolved_at
+    duration = format_duration(end - incident.opened_at) if end else "ongoing"
+    services = ", ".join(incident.services) or incident.service
+    alerts = incident.alert_count
+    history = " → ".join(h.severity for h in incident.severity_history) or incident.severity
+    attendees = [
+        f"{getattr(incident.roles, r)} ({t})"
+        for r, t in ROLE_TITLES.items()
+        if getattr(incident.roles, r)
+    ]
+    out: list[str] = [
+        f"# Post-Incident Review: {incident.id}",
+        "",
+        f"**Date:** {incident.opened_at:%Y-%m-%d}",
+        f"**Incident Commander:** {incident.roles.incident_commander or TODO}",
+        f"**Attendees:** {', '.join(attendees) or TODO}",
+        "",
+        "## Executive Summary",
+        "",
+        f"{incident.title} ({incident.severity}) affected {services}. "
+        + (f"It was resolved after {duration}." if end else "It is not resolved yet.")
+        + f" {alerts} alert{'s' if alerts != 1 else ''} were received."
+        + (f" Root cause: {incident.root_cause}." if incident.root_cause else "")
+        + (
+            f" Resolution: {_cell(incident.resolution_note, 500)}"
+            if incident.resolution_note
+            else ""
+        ),
+        "",
+        "## Incident Details",
+        "",
+        f"- **Start Time:** {_ts(incident.opened_at)}",
+        f"- **Resolution Time:** {_ts(end) if end else 'unresolved'}",
+        f"- **Duration:** {duration}",
+        f"- **Severity:** {incident.severity}",
+        f"- **Severity History:** {history}",
+        f"- **Status:** {incident.status}",
+        "",
+        "## Incident Timeline",
+        "",
+        "| Time | Event | Action Taken | Decision Maker |",
+        "|------|-------|-------------|----------------|",
+    ]
+    for entry in timeline:
+        line = narrate(entry.event, entry.occurrences.count if entry.occurrences else 1)
+        out.append(
+            f"| {entry.occurred_at:%Y-%m-%d %H:%M:%S} | {_cell(line.event)} | "
+            f"{_cell(line.action)} | {_cell(line.decision_maker)} |"
+        )
+    good, bad = _went_well_and_not(incident, timeline)
+    out += [
+        "",
+        "## Impact Summary",
+        "",
+        f"**Duration:** {duration}",
+        f"**Services Affected:** {services}",
+        f"**Alerts:** {alerts}",
+        f"**Data Loss:** {'reported' if incident.data_loss else 'none reported'}",
+        f"**Security:** {'breach suspected' if incident.security else 'no breach suspected'}",
+        f"**Users Impacted:** {TODO}",
+        f"**SLA Impact:** {TODO}",
+        "",
+        "## What Went Well",
+        "",
+        *(f"- {_cell(g)}" for g in good),
+        "",
+        "## What Could Be Improved",
+        "",
+        *(f"- {_cell(b)}" for b in bad),
+        "",
+        "## Root Cause",
+        "",
+        "### Immediate Cause",
+        "",
+        incident.root_cause or TODO,
+        "",
+        "### Underlying Cause",
+        "",
+        TODO,
+        "",
+        "### Root Cause",
+        "",
+        TODO,
+        "",
+        "### The 5 Whys",
+        "",
+    ]
+    for n, (question, hint) in enumerate(FIVE_WHYS, 1):
+        out.append(f"{n}. **{question}** {hint}")
+        out.append(f"   - {TODO}")
+    out += [
+        "",
+        "## Action Items",
+        "",
+        "| ID | Description | Owner | Due Date | Priority |",
+        "|----|-------------|-------|----------|----------|",
+    ]
+    for n, item in enumerate(action_items(incident, timeline), 1):
+        out.append(
+            f"| AI-{n:03d} | {_cell(item.description)} | {_cell(item.owner)} | "
+            f"{item.due:%Y-%m-%d} | {item.priority} |"
+        )
+    out += ["", "## Lessons Learned", "", TODO, ""]
+    return "\n".join(out)
