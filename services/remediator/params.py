@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.actions import ActionName
 
@@ -96,6 +104,13 @@ class UpdateLimitsParams(ActionParams):
     )
     cpus: float | None = Field(default=None, gt=0, le=256, description="CPUs, e.g. 1.0.")
 
+    @field_validator("memory", "memory_swap")
+    @classmethod
+    def _size(cls, value: str | int | None) -> str | int | None:
+        if value is not None and value not in (-1, "-1"):
+            parse_bytes(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> UpdateLimitsParams:
         if self.memory is None and self.cpus is None:
@@ -139,11 +154,12 @@ class TimeoutParams(ActionParams):
 class OllamaPullParams(ActionParams):
     model: str = Field(default="tinyllama", description="Model to pull.")
 
-    @model_validator(mode="after")
-    def _check(self) -> OllamaPullParams:
-        if not _MODEL_NAME.fullmatch(self.model):
-            raise ValueError(f"model: {self.model!r} is not a model name")
-        return self
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not _MODEL_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a model name")
+        return value
 
 
 class DiagnosticsParams(ActionParams):
@@ -170,11 +186,12 @@ class PruneParams(ActionParams):
         default=None, description="Only prune objects with this label (key or key=value)."
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> PruneParams:
-        if self.label is not None and not _LABEL_FILTER.fullmatch(self.label):
-            raise ValueError(f"label: {self.label!r} is not a label filter")
-        return self
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL_FILTER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a label filter")
+        return value
 
 
 _PARAMS: dict[ActionName, type[ActionParams]] = {

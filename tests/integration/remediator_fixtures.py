@@ -59,8 +59,8 @@ def _ensure_image(client: docker.DockerClient) -> None:
     client.api.import_image_from_data(buffer.getvalue(), repository=IMAGE)
 
 
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
+@pytest.fixture(scope="session", name="docker_client")
+def docker_client_fixture() -> Iterator[docker.DockerClient]:
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -97,7 +97,7 @@ class Containers:
     def httpd(self, port: int, *, name: str | None = None, **options: Any) -> Container:
         """A stand-in backend: busybox httpd on 127.0.0.1:port serving /health."""
         script = (
-            "echo started; echo '{\"status\": \"healthy\"}' > /health; "
+            'echo started; echo \'{"status": "healthy"}\' > /health; '
             f"exec httpd -f -p 127.0.0.1:{port} -h /"
         )
         return self.run(script, name=name, **options)
@@ -115,8 +115,8 @@ class Containers:
             volume.remove(force=True)
 
 
-@pytest.fixture
-def containers(docker_client: docker.DockerClient) -> Iterator[Containers]:
+@pytest.fixture(name="containers")
+def containers_fixture(docker_client: docker.DockerClient) -> Iterator[Containers]:
     made = Containers(docker_client)
     yield made
     made.cleanup()

@@ -31,8 +31,8 @@ from shared.settings import (
 from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
     Containers,
     StandIn,
-    containers,
-    docker_client,
+    containers_fixture,
+    docker_client_fixture,
 )
 
 pytestmark = pytest.mark.integration
@@ -64,9 +64,7 @@ def _pg_settings(dsn: str) -> RemediatorSettings:
 
 
 @pytest.mark.postgres
-async def test_pg_dump_file_restores_into_a_fresh_database(
-    source_db: str, tmp_path: Path
-) -> None:
+async def test_pg_dump_file_restores_into_a_fresh_database(source_db: str, tmp_path: Path) -> None:
     ops = PostgresOps(_pg_settings(source_db), DockerEngine())
     dump = await ops.backup("jarvis-pg", tmp_path / "emergency_backup.sql", timeout_s=60)
     assert "CREATE TABLE public.incidents" in dump.read_text()
@@ -76,7 +74,7 @@ async def test_pg_dump_file_restores_into_a_fresh_database(
     await admin.execute(f'CREATE DATABASE "{restored.rsplit("/", 1)[1]}"')
     try:
         psql = str(Path(find_pg_dump(None)).with_name("psql"))
-        subprocess.run(
+        subprocess.run(  # noqa: ASYNC221 - a test step; nothing else runs meanwhile
             [psql, "-v", "ON_ERROR_STOP=1", "-q", "-d", restored, "-f", str(dump)],
             check=True,
             capture_output=True,
@@ -112,7 +110,7 @@ async def test_pg_dump_failure_leaves_no_file(postgres_url: str, tmp_path: Path)
     ops = PostgresOps(_pg_settings(missing), DockerEngine())
     with pytest.raises(ActionFailed, match="pg_dump exited"):
         await ops.backup("jarvis-pg", tmp_path / "x.sql", timeout_s=30)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240 - test inspection
 
 
 def _redis_settings(redis_url: str) -> RemediatorSettings:
@@ -183,9 +181,8 @@ async def test_ollama_pull_waits_until_tags_list_the_model() -> None:
 
 async def test_ollama_pull_failure_is_reported() -> None:
     stand_in, _ = _ollama_stand_in()
-    with stand_in:
-        with pytest.raises(ActionFailed, match="HTTP 500"):
-            await OllamaClient(stand_in.url).pull("broken", timeout_s=5)
+    with stand_in, pytest.raises(ActionFailed, match="HTTP 500"):
+        await OllamaClient(stand_in.url).pull("broken", timeout_s=5)
 
 
 def _backend_stand_in(healthy: bool = True) -> StandIn:
@@ -280,7 +277,8 @@ async def test_diagnostics_bundle_holds_the_phase_4_evidence(
     }
     folder = tmp_path / "incident-1"
     status = (folder / "container_status.txt").read_text()
-    assert f"{name}: running" in status and "jt5-absent: not found" in status
+    assert f"{name}: running" in status
+    assert "jt5-absent: not found" in status
     assert name in (folder / "resource_usage.txt").read_text()
     assert "diag-marker" in (folder / f"{name}_logs.txt").read_text()
     assert '"healthy"' in (folder / "backend_health.json").read_text()

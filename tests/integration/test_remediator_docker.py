@@ -13,8 +13,8 @@ from services.remediator.recovery import ordered_restart
 from shared.settings import RemediatorPostgresTarget, RemediatorSettings
 from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
     Containers,
-    containers,
-    docker_client,
+    containers_fixture,
+    docker_client_fixture,
     free_port,
     wait_http,
 )
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 _FAKE_PG = (
     "rm -f /pg-ready; "
     "printf '#!/bin/sh\\n[ -e /pg-ready ]\\n' > /bin/pg_isready; chmod 755 /bin/pg_isready; "
-    "printf '#!/bin/sh\\necho \"-- dump args: $*\"\\necho \"CREATE TABLE t (id int);\"\\n'"
+    'printf \'#!/bin/sh\\necho "-- dump args: $*"\\necho "CREATE TABLE t (id int);"\\n\''
     " > /bin/pg_dump; chmod 755 /bin/pg_dump; "
     "(sleep 1; echo > /pg-ready) & exec sleep 100000"
 )
@@ -74,7 +74,8 @@ async def test_recreate_makes_a_new_container_with_the_same_configuration(
 
     new = containers.inspect(box.name)
     assert new["Id"] != old["Id"]
-    assert old["Id"][:12] in detail and new["Id"][:12] in detail
+    assert old["Id"][:12] in detail
+    assert new["Id"][:12] in detail
     assert new["Name"] == old["Name"]
     for key in ("Image", "Cmd", "Labels"):
         assert new["Config"][key] == old["Config"][key]
@@ -109,7 +110,8 @@ async def test_logs_and_stats_are_captured(engine: DockerEngine, containers: Con
         logs = await engine.logs(box.name, since_s=600, tail=100)
         if b"marker-two" in logs:
             break
-    assert b"marker-one" in logs and b"marker-two" in logs
+    assert b"marker-one" in logs
+    assert b"marker-two" in logs
     stats = await engine.stats(box.name)
     assert stats.name == box.name
     assert stats.memory_limit_bytes > 0
@@ -135,7 +137,8 @@ async def test_exec_passes_argv_without_a_shell(
     assert out.strip() == b"a;b $(id) `x`"
     dest = tmp_path / "out.txt"
     code, _ = await engine.exec_to_file(box.name, ["cat", "/proc/self/cmdline"], dest, 10)
-    assert code == 0 and dest.read_bytes().startswith(b"cat\x00")
+    assert code == 0
+    assert dest.read_bytes().startswith(b"cat\x00")
 
 
 async def test_prune_removes_only_what_the_label_selects(
@@ -143,7 +146,9 @@ async def test_prune_removes_only_what_the_label_selects(
 ) -> None:
     stopped = containers.run("exit 0", network_mode="none")
     stopped.wait(timeout=10)
-    keep = containers.run("exit 0", network_mode="none", labels={"jarvis.test": f"{containers.label}-keep"})
+    keep = containers.run(
+        "exit 0", network_mode="none", labels={"jarvis.test": f"{containers.label}-keep"}
+    )
     keep.wait(timeout=10)
     try:
         detail = await engine.system_prune(f"jarvis.test={containers.label}")
@@ -172,7 +177,7 @@ async def test_postgres_by_docker_exec_dumps_and_waits(
 
     assert waited >= 0
     assert dump.read_text().splitlines()[0] == "-- dump args: -U sutazai -d sutazai"
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("*.partial"))  # noqa: ASYNC240 - test inspection
 
 
 async def test_ordered_restart_runs_in_the_runbook_order(
@@ -198,7 +203,8 @@ async def test_ordered_restart_runs_in_the_runbook_order(
     assert d["StartedAt"] != db_started_before
     # stop backend → restart PostgreSQL → (ready) → start backend
     assert b["FinishedAt"] < d["StartedAt"] < b["StartedAt"]
-    assert b["Running"] and d["Running"]
+    assert b["Running"]
+    assert d["Running"]
     assert "ready after" in detail
     wait_http(f"http://127.0.0.1:{port}/health")
 
