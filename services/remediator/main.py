@@ -1,55 +1,78 @@
-"""Remediator's composition root: ActionRequested in, exactly one ActionCompleted out.
+"""Remediator's composition root: ActionRequested in, exactly one final ActionCompleted out.
 
-This is the walking skeleton's executor: every action is a dry run (remediation is off
-until switched on). Idempotent: a redelivered ActionRequested (same `action_id`) is
-answered with the completion already recorded, never executed twice.
+Wires the real adapters (Docker engine, PostgreSQL, Redis targets, Ollama, Phase 6
+verification, Phase 4 diagnostics) behind their ports, and reads three streams through
+the `remediator` group: requests, approvals (jarvis:incidents) and alerts (to notice an
+ineffective fix). A background sweep answers approvals that timed out. Nothing connects
+at build time; the Docker client connects on first use.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+from typing import Any
 
-from shared.events import ActionCompleted, ActionOutcome, ActionRequested, Event
+from services.remediator.diagnostics import Diagnostics
+from services.remediator.docker_engine import DockerEngine
+from services.remediator.executor import Executor, Ports
+from services.remediator.handlers import GROUP, Remediator
+from services.remediator.ollama import OllamaClient
+from services.remediator.postgres import PostgresOps
+from services.remediator.redis_ops import RedisOps
+from services.remediator.state import RemediatorState
+from services.remediator.verification import Verifier
 from shared.runtime import Runtime, Service
-from shared.streams import ACTIONS_REQUESTED
+from shared.streams import ACTIONS_REQUESTED, ALERTS, INCIDENTS
 
-__all__ = ["GROUP", "build"]
-
-GROUP = "remediator"
-_NS = uuid.UUID("5d0c0a3e-1f7b-4c3e-8d55-2b9e8f4a6c11")
-_DONE_TTL_S = 7 * 24 * 3600
+__all__ = ["GROUP", "build", "build_ports"]
 
 
-def build(runtime: Runtime) -> Service:
-    bus = runtime.bus(GROUP)
-    redis = runtime.redis
+def build_ports(runtime: Runtime) -> Ports:
+    settings = runtime.settings
+    engine = DockerEngine(settings.remediator.docker_url)
+    postgres = PostgresOps(settings.remediator, engine)
+    redis_ops = RedisOps(settings.remediator)
+    return Ports(
+        engine=engine,
+        postgres=postgres,
+        redis=redis_ops,
+        ollama=OllamaClient(settings.ollama_url),
+        verifier=Verifier(settings, postgres, redis_ops),
+        diagnostics=Diagnostics(settings, engine),
+    )
 
-    async def on_action(event: Event) -> None:
-        assert isinstance(event, ActionRequested)
-        key = f"jarvis:remediator:done:{event.action_id}"
-        recorded = await redis.get(key)
-        if recorded is not None:
-            # Already executed: publish the same completion again (same event_id, so
-            # the recorder stores it once) in case the first publish was lost.
-            await bus.publish(ActionCompleted.model_validate_json(recorded))
-            return
-        started = time.perf_counter()
-        completed = ActionCompleted(
-            event_id=str(uuid.uuid5(_NS, event.action_id)),
-            producer=GROUP,
-            **event.follow(),
-            action_id=event.action_id,
-            action=event.action,
-            target=event.target,
-            outcome=ActionOutcome.SKIPPED,
-            dry_run=True,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            detail=f"dry-run: would run {event.action} on {event.target or 'nothing'}",
-            playbook=event.playbook,
-            step=event.step,
-        )
-        await redis.set(key, completed.to_json(), ex=_DONE_TTL_S)
-        await bus.publish(completed)
 
-    return Service(name=GROUP, consumers=[runtime.consume(ACTIONS_REQUESTED, GROUP, on_action)])
+def build(runtime: Runtime, ports: Ports | None = None) -> Service:
+    settings = runtime.settings
+    ports = ports or build_ports(runtime)
+    remediator = Remediator(
+        settings=settings,
+        state=RemediatorState(runtime.redis, settings.consumer.stream_maxlen),
+        executor=Executor(settings, ports),
+        bus=runtime.bus(GROUP),
+        clock=runtime.clock,
+    )
+    state = RemediatorState(runtime.redis, settings.consumer.stream_maxlen)
+
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "enabled": settings.remediator.enabled,
+            "enabled_actions": settings.remediator.enabled_actions,
+            "awaiting_approval": await state.pending_count(),
+        }
+
+    async def close() -> None:
+        if isinstance(ports.engine, DockerEngine):
+            ports.engine.close()
+
+    return Service(
+        name=GROUP,
+        consumers=[
+            runtime.consume(ACTIONS_REQUESTED, GROUP, remediator.on_action),
+            runtime.consume(INCIDENTS, GROUP, remediator.on_incident_event),
+            runtime.consume(ALERTS, GROUP, remediator.on_alert),
+        ],
+        background=[remediator.sweep_forever],
+        shutdown=[close],
+        health=health,
+    )

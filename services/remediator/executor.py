@@ -1,0 +1,188 @@
+"""Carries out one validated action through the ports and says what happened.
+
+Called only after the guardrails said EXECUTE; the time limit, the attempt limit and
+the bookkeeping are the handler's. Artifacts go into one directory per incident under
+`data_dir/incidents/` (the runbook's investigation directory).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from services.remediator.params import (
+    VERIFY_CHECKS,
+    DiagnosticsParams,
+    LogsParams,
+    OllamaPullParams,
+    OrderedRestartParams,
+    PruneParams,
+    StopParams,
+    TimeoutParams,
+    UpdateLimitsParams,
+    VerifyParams,
+)
+from services.remediator.ports import (
+    ActionFailed,
+    ContainerEngine,
+    DataStore,
+    DiagnosticsPort,
+    ModelServer,
+    PostgresPort,
+    VerifierPort,
+)
+from services.remediator.recovery import ordered_restart
+from shared.actions import ActionName
+from shared.events import ActionRequested
+from shared.settings import Settings
+
+__all__ = ["Executor", "Ports", "Result", "incident_dir"]
+
+
+@dataclass(frozen=True)
+class Result:
+    detail: str
+    artifacts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ports:
+    engine: ContainerEngine
+    postgres: PostgresPort
+    redis: DataStore
+    ollama: ModelServer
+    verifier: VerifierPort
+    diagnostics: DiagnosticsPort
+
+
+def incident_dir(data_dir: Path, request: ActionRequested) -> Path:
+    """`data_dir/incidents/<incident id>` (ids were checked to be safe names)."""
+    base = (data_dir / "incidents").resolve()
+    name = request.incident_id or f"action-{request.action_id}"
+    path = (base / name).resolve()
+    if path.parent != base:
+        raise ActionFailed(f"incident directory {name!r} escapes {base}")
+    return path
+
+
+class Executor:
+    def __init__(self, settings: Settings, ports: Ports) -> None:
+        self._settings = settings
+        self._s = settings.remediator
+        self._p = ports
+
+    async def run(
+        self,
+        request: ActionRequested,
+        action: ActionName,
+        params: object,
+        targets: tuple[str, ...],
+        now: datetime,
+        timeout_s: float,
+    ) -> Result:
+        """Raises ActionFailed when the action did not achieve its goal."""
+        p, s = self._p, self._s
+        target = targets[0] if targets else ""
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        folder = incident_dir(self._settings.data_dir, request)
+        short = request.action_id[:8]
+
+        if action is ActionName.DOCKER_RESTART:
+            assert isinstance(params, StopParams)
+            return Result(await p.engine.restart(target, _grace(params, s.stop_timeout_s)))
+        if action is ActionName.DOCKER_STOP:
+            assert isinstance(params, StopParams)
+            return Result(await p.engine.stop(target, _grace(params, s.stop_timeout_s)))
+        if action is ActionName.DOCKER_START:
+            return Result(await p.engine.start(target))
+        if action is ActionName.DOCKER_RECREATE:
+            assert isinstance(params, StopParams)
+            return Result(await p.engine.recreate(target, _grace(params, s.stop_timeout_s)))
+        if action is ActionName.DOCKER_UPDATE_LIMITS:
+            assert isinstance(params, UpdateLimitsParams)
+            memory = params.memory_bytes if params.memory is not None else None
+            swap = params.swap_bytes if params.memory is not None else None
+            detail = await p.engine.update_limits(target, memory, swap, params.nano_cpus)
+            return Result(detail)
+        if action is ActionName.DOCKER_STATS:
+            return Result((await p.engine.stats(target)).line())
+        if action is ActionName.DOCKER_LOGS:
+            assert isinstance(params, LogsParams)
+            logs = await p.engine.logs(target, params.since_s, params.tail)
+            path = _write(folder / f"{target}_logs_{stamp}_{short}.txt", logs)
+            lines = logs.count(b"\n")
+            return Result(f"{lines} log lines of {target} (last {params.since_s} s)", [str(path)])
+        if action is ActionName.POSTGRES_BACKUP:
+            dest = folder / f"{target}_emergency_backup_{stamp}_{short}.sql"
+            path = await p.postgres.backup(target, dest, timeout_s)
+            size = path.stat().st_size
+            return Result(f"pg_dump of {target}: {size} bytes", [str(path)])
+        if action is ActionName.POSTGRES_WAIT_READY:
+            assert isinstance(params, TimeoutParams)
+            waited = await p.postgres.wait_ready(target, params.timeout_s)
+            return Result(f"{target} ready after {waited:.1f} s")
+        if action is ActionName.POSTGRES_CONNECTIONS:
+            return Result(f"{target}: {await p.postgres.connections(target)} connections")
+        if action is ActionName.REDIS_BGSAVE:
+            assert isinstance(params, TimeoutParams)
+            before, after = await p.redis.bgsave(target, min(params.timeout_s, timeout_s))
+            return Result(f"BGSAVE on {target}: LASTSAVE {before} → {after}")
+        if action is ActionName.REDIS_FLUSHDB:
+            return Result(f"FLUSHDB on {target}: {await p.redis.flushdb(target)} keys removed")
+        if action is ActionName.OLLAMA_PULL:
+            assert isinstance(params, OllamaPullParams)
+            return Result(await p.ollama.pull(params.model, timeout_s))
+        if action is ActionName.DIAGNOSTICS_COLLECT:
+            assert isinstance(params, DiagnosticsParams)
+            containers = params.containers or s.diagnostics_containers
+            since = params.since_s or s.diagnostics_logs_since_s
+            written = await p.diagnostics.collect(
+                folder / f"diagnostics_{stamp}_{short}", containers, since
+            )
+            return Result(
+                f"evidence bundle: {len(written)} files in {written[0].parent}",
+                [str(w) for w in written],
+            )
+        if action is ActionName.VERIFY:
+            assert isinstance(params, VerifyParams)
+            results = await p.verifier.verify(list(params.checks or VERIFY_CHECKS))
+            report = [{"check": r.name, "ok": r.ok, "detail": r.detail} for r in results]
+            path = _write(
+                folder / f"verification_{stamp}_{short}.json", json.dumps(report, indent=2).encode()
+            )
+            summary = "; ".join(
+                f"{r.name} {'ok' if r.ok else 'FAILED'}: {r.detail}" for r in results
+            )
+            if not all(r.ok for r in results):
+                raise ActionFailed(f"verification failed: {summary}", [str(path)])
+            return Result(f"verification passed: {summary}", [str(path)])
+        if action is ActionName.RECOVERY_ORDERED_RESTART:
+            assert isinstance(params, OrderedRestartParams)
+            detail = await ordered_restart(
+                p.engine,
+                p.postgres,
+                backend=targets[0],
+                database=targets[1],
+                ready_timeout_s=params.ready_timeout_s,
+                stop_timeout_s=s.stop_timeout_s,
+            )
+            return Result(detail)
+        if action is ActionName.DOCKER_SYSTEM_PRUNE:
+            assert isinstance(params, PruneParams)
+            return Result(await p.engine.system_prune(params.label))
+        if action is ActionName.DOCKER_VOLUME_PRUNE:
+            assert isinstance(params, PruneParams)
+            return Result(await p.engine.volume_prune(params.label))
+        raise ActionFailed(f"{action.value} has no executor")  # pragma: no cover - exhaustive
+
+
+def _grace(params: StopParams, default: int) -> int:
+    return params.stop_timeout_s if params.stop_timeout_s is not None else default
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
