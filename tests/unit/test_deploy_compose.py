@@ -88,9 +88,11 @@ def test_healthchecks_and_restart_policies_everywhere(compose: dict[str, Any]) -
     for name, service in compose["services"].items():
         assert service["restart"] in {"always", "unless-stopped"}, name
         test = service["healthcheck"]["test"]
-        assert test[0] in {"CMD", "CMD-SHELL"} and len(test) > 1, name
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+        assert len(test) > 1, name
     app_check = " ".join(compose["services"]["triage"]["healthcheck"]["test"])
-    assert "/health" in app_check and "JARVIS_HTTP_PORT" in app_check
+    assert "/health" in app_check
+    assert "JARVIS_HTTP_PORT" in app_check
 
 
 def test_redis_is_append_only_with_a_volume(compose: dict[str, Any]) -> None:
@@ -107,9 +109,10 @@ def test_services_wait_for_their_stores(compose: dict[str, Any]) -> None:
     recorder = compose["services"]["recorder"]
     assert recorder["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert recorder["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
-    assert "${JARVIS_IR_POSTGRES_PASSWORD" in compose["services"]["postgres"]["environment"][
-        "POSTGRES_PASSWORD"
-    ]
+    assert (
+        "${JARVIS_IR_POSTGRES_PASSWORD"
+        in compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    )
 
 
 def test_services_join_the_configurable_jarvis_network(compose: dict[str, Any]) -> None:
@@ -157,7 +160,8 @@ def test_dockerfile_builds_one_non_root_image_with_a_healthcheck() -> None:
     assert lines[first] == "ARG BASE_IMAGE=python:3.11-slim"
     assert "FROM ${BASE_IMAGE}" in lines
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
-    assert users and users[-1] not in {"root", "0"}
+    assert users
+    assert users[-1] not in {"root", "0"}
     assert any(line.startswith("HEALTHCHECK") and "/health" in line for line in lines)
     assert 'ENTRYPOINT ["jarvis-ir"]' in lines
 

@@ -22,7 +22,8 @@ def generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "gen_env_example", ROOT / "scripts/gen_env_example.py"
     )
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
