@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import services.cli  # noqa: F401  (registers every service's metrics)
+import services.cli  # importing it registers every service's metrics
 
 pytestmark = pytest.mark.unit
 
