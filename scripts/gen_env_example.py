@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel
+from pydantic import AliasChoices, BaseModel, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +107,8 @@ def _env_name(name: str, info: FieldInfo, prefix: str) -> str:
 
 
 def _render(value: Any) -> str:
-    if value is None:
-        return ""
+    if value is None or isinstance(value, (SecretStr, SecretBytes)):
+        return ""  # never write a secret's default into an example file
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, BaseModel):

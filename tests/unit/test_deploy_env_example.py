@@ -89,3 +89,37 @@ def test_generator_output_is_committed(generator: ModuleType) -> None:
     assert (ROOT / ".env.example").read_text() == generator.render(), (
         "run scripts/gen_env_example.py"
     )
+
+
+def test_generator_handles_sections_mappings_enums_and_secrets(generator: ModuleType) -> None:
+    from enum import Enum
+
+    from pydantic import BaseModel, Field, SecretStr
+
+    class Mode(Enum):
+        FAST = "fast"
+
+    class Channel(BaseModel):
+        url: str = "http://127.0.0.1:9"
+
+    class Section(BaseModel):
+        count: int = Field(default=3, description="How many.")
+        token: SecretStr = SecretStr("do-not-print")
+        routes: dict[str, int] = Field(default_factory=lambda: {"p0": 1})
+        mode: Mode = Mode.FAST
+        channel: Channel = Field(default_factory=Channel)
+
+    class Top(BaseModel):
+        name: str = "x"
+        section: Section = Field(default_factory=Section)
+
+    rows = {var.name: (section, var) for section, var in generator._walk(Top(), "", "")}
+    assert rows["JARVIS_NAME"][1].default == "x"
+    assert rows["JARVIS_SECTION__COUNT"] == (
+        "section",
+        generator.Variable("JARVIS_SECTION__COUNT", "3", "How many."),
+    )
+    assert rows["JARVIS_SECTION__TOKEN"][1].default == ""
+    assert rows["JARVIS_SECTION__ROUTES"][1].default == '{"p0": 1}'
+    assert rows["JARVIS_SECTION__MODE"][1].default == "fast"
+    assert rows["JARVIS_SECTION__CHANNEL__URL"][0] == "section.channel"
