@@ -42,6 +42,7 @@ export DOCKER_BUILDKIT=0 # the classic builder: no buildx plugin needed, `--netw
 STARTED=$(date +%s)
 COMPOSE=()
 STACK_UP=0
+STEP_PID=""
 
 say() { printf '%s\n' "$*" | tee -a "$LOG"; }
 log() { printf '%s\n' "$*" >>"$LOG"; }
@@ -61,7 +62,9 @@ step() {
   log "---- $(date -u +%FT%TZ) $name: $*"
   # In the background so that `set -e` holds inside the step (it is off in `cmd || ...`).
   "$@" >>"$LOG" 2>&1 &
-  wait $! || rc=$?
+  STEP_PID=$!
+  wait "$STEP_PID" || rc=$?
+  STEP_PID=""
   if [ "$rc" -ne 0 ]; then
     say "    failed (exit $rc) after $(($(date +%s) - start)) s; last lines of the log:"
     tail -n 40 "$LOG" | sed 's/^/    | /'
@@ -75,6 +78,11 @@ compose() { "${COMPOSE[@]}" "$@"; }
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$STEP_PID" ]; then # interrupted in the middle of a step: stop it first
+    pkill -TERM -P "$STEP_PID" 2>/dev/null || true # its children (timeout passes it on)
+    kill -- "$STEP_PID" 2>/dev/null || true
+    wait "$STEP_PID" 2>/dev/null || true
+  fi
   if [ "$STACK_UP" = 1 ] && [ -n "${JARVIS_PROOF_KEEP:-}" ]; then
     say "compose-proof: JARVIS_PROOF_KEEP is set: the stack is left running; stop it with"
     say "  ${COMPOSE[*]} down -v"
