@@ -106,8 +106,8 @@ trap 'exit 130' INT TERM
 
 ensure_docker() {
   if docker info >/dev/null 2>&1; then return 0; fi
-  if [ -x "$ROOT/scripts/ci-docker.sh" ]; then
-    "$ROOT/scripts/ci-docker.sh"
+  if [ -f "$ROOT/scripts/ci-docker.sh" ]; then
+    bash "$ROOT/scripts/ci-docker.sh"
   else
     command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io
     # No bridge network: this machine has no NAT; every container here uses host networking.
