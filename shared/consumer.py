@@ -29,7 +29,7 @@ from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
 from faststream.redis.parser.binary import BinaryMessageFormatV1
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -64,6 +64,17 @@ HANDLE_SECONDS = Histogram(
     "Time to handle one stream entry.",
     ["group", "stream"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+# Group-wide values (every replica reports the same): aggregate with max, not sum.
+LAG = Gauge(
+    "jarvis_consumer_lag",
+    "Entries of the stream not yet delivered to the group (XINFO GROUPS lag; Redis >= 7).",
+    ["group", "stream"],
+)
+PENDING = Gauge(
+    "jarvis_consumer_pending",
+    "Entries delivered to the group and not yet acknowledged.",
+    ["group", "stream"],
 )
 
 
@@ -319,7 +330,8 @@ class StreamConsumer:
         await pipe.execute()
 
     async def heal(self) -> bool:
-        """Recreate a lost group and restart subscribers that FastStream stopped.
+        """Recreate a lost group and restart subscribers that FastStream stopped; report the
+        group's lag and pending count (jarvis_consumer_lag, jarvis_consumer_pending).
 
         Returns True when something had to be repaired.
         """
@@ -328,7 +340,12 @@ class StreamConsumer:
             groups = await self._redis.xinfo_groups(self.spec.key)
             names = {as_text(g["name"]) for g in groups}
         except ResponseError:  # the stream itself is gone
-            names = set()
+            groups, names = [], set()
+        for info in groups:
+            if as_text(info["name"]) == self.group:
+                PENDING.labels(self.group, self.spec.key).set(info.get("pending") or 0)
+                if info.get("lag") is not None:
+                    LAG.labels(self.group, self.spec.key).set(info["lag"])
         if self.group not in names:
             await ensure_group(self._redis, self.spec.key, self.group)
             log.warning("%s: consumer group on %s was lost; recreated", self.group, self.spec.key)

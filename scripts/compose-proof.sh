@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Proof that docker-compose.yml runs: on a Docker engine without any image registry,
+#   1. build a Debian base image locally (debootstrap bookworm from the Debian mirror that
+#      apt already uses, then `docker import`; cached);
+#   2. build the project image on it (deploy/Dockerfile with BASE_IMAGE), and stand-ins for
+#      the redis and postgres images from deploy/proof/ (cached);
+#   3. start the compose stack with deploy/compose.hostnet.yml (host networking, loopback
+#      ports, so no bridge network is needed);
+#   4. smoke test: an Alertmanager webhook produces an incident with a timeline;
+#   5. kill service containers while alerts flow, let them be restarted, and show that
+#      every accepted alert is in exactly one incident's timeline.
+# Idempotent, bounded in time, tears down what it started. Run as root on Debian 12:
+#   scripts/compose-proof.sh            (log: var/compose-proof/proof.log)
+# JARVIS_PROOF_KEEP=1 leaves the stack running afterwards (for debugging).
+# JARVIS_PROOF_LENIENT=1 only warns when an alert opened its incident but its own entry is
+# missing from that incident's timeline (a recorder linking problem, not a lost alert).
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+WORK=${JARVIS_PROOF_DIR:-$ROOT/var/compose-proof}
+LOG=$WORK/proof.log
+PROJECT=${JARVIS_PROOF_PROJECT:-jarvis-ir-proof}
+BASE_IMAGE=${JARVIS_PROOF_BASE_IMAGE:-jarvis-proof/debian-python:bookworm}
+APP_IMAGE=${JARVIS_PROOF_APP_IMAGE:-jarvis-responder:proof}
+SUITE=bookworm
+# Loopback ports of the stack (host networking); override if they clash.
+PORT_BASE=${JARVIS_PROOF_PORT_BASE:-16300}
+REDIS_PORT=$((PORT_BASE + 79))
+POSTGRES_PORT=$((PORT_BASE + 32))
+DETECTOR_PORT=$((PORT_BASE + 1))
+TRIAGE_PORT=$((PORT_BASE + 2))
+REMEDIATOR_PORT=$((PORT_BASE + 3))
+ESCALATOR_PORT=$((PORT_BASE + 4))
+RECORDER_PORT=$((PORT_BASE + 5))
+
+mkdir -p "$WORK"
+rm -f "$WORK/dockerd.pid"
+: >"$LOG"
+export DOCKER_BUILDKIT=0 # the classic builder: no buildx plugin needed, `--network host` works
+STARTED=$(date +%s)
+COMPOSE=()
+STACK_UP=0
+STEP_PID=""
+
+say() { printf '%s\n' "$*" | tee -a "$LOG"; }
+log() { printf '%s\n' "$*" >>"$LOG"; }
+
+fail() {
+  say "compose-proof: FAILED: $*"
+  say "compose-proof: full log: $LOG"
+  exit 1
+}
+
+# step NAME COMMAND...: run with output to the log; on failure show its tail and stop.
+step() {
+  local name=$1 start rc=0
+  shift
+  start=$(date +%s)
+  say "==> $name"
+  log "---- $(date -u +%FT%TZ) $name: $*"
+  # In the background so that `set -e` holds inside the step (it is off in `cmd || ...`).
+  "$@" >>"$LOG" 2>&1 &
+  STEP_PID=$!
+  wait "$STEP_PID" || rc=$?
+  STEP_PID=""
+  if [ "$rc" -ne 0 ]; then
+    say "    failed (exit $rc) after $(($(date +%s) - start)) s; last lines of the log:"
+    tail -n 40 "$LOG" | sed 's/^/    | /'
+    fail "$name"
+  fi
+  say "    ok ($(($(date +%s) - start)) s)"
+}
+
+compose() { "${COMPOSE[@]}" "$@"; }
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$STEP_PID" ]; then # interrupted in the middle of a step: stop it first
+    pkill -TERM -P "$STEP_PID" 2>/dev/null || true # its children (timeout passes it on)
+    kill -- "$STEP_PID" 2>/dev/null || true
+    wait "$STEP_PID" 2>/dev/null || true
+  fi
+  if [ "$STACK_UP" = 1 ] && [ -n "${JARVIS_PROOF_KEEP:-}" ]; then
+    say "compose-proof: JARVIS_PROOF_KEEP is set: the stack is left running; stop it with"
+    say "  ${COMPOSE[*]} down -v"
+  elif [ "$STACK_UP" = 1 ]; then
+    if [ "$rc" -ne 0 ]; then
+      log "---- container logs (failure)"
+      compose logs --no-color --tail=200 >>"$LOG" 2>&1 || true
+    fi
+    log "---- teardown"
+    compose down -v --remove-orphans >>"$LOG" 2>&1 || say "compose-proof: teardown failed (see $LOG)"
+  fi
+  if [ -s "$WORK/dockerd.pid" ]; then # only the engine this script started
+    kill "$(cat "$WORK/dockerd.pid")" 2>/dev/null || true
+    rm -f "$WORK/dockerd.pid"
+  fi
+  say "compose-proof: $([ "$rc" -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - STARTED)) s (log: $LOG)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if [ -f "$ROOT/scripts/ci-docker.sh" ]; then
+    bash "$ROOT/scripts/ci-docker.sh"
+  else
+    command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io
+    # No bridge network: this machine has no NAT; every container here uses host networking.
+    dockerd --bridge=none --iptables=false --ip-masq=false >"$WORK/dockerd.log" 2>&1 &
+    echo $! >"$WORK/dockerd.pid"
+  fi
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "the Docker engine did not answer within 60 s" >&2
+  return 1
+}
+
+ensure_tools() {
+  local need=()
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v python3 >/dev/null || need+=(python3)
+  python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    # Debian 12 packages Compose v1 (docker-compose); the v2 plugin is not in Debian.
+    need+=(docker-compose)
+  fi
+  if [ "${#need[@]}" -gt 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+  fi
+}
+
+pick_compose() {
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  else
+    COMPOSE=(docker-compose)
+  fi
+  COMPOSE+=(-p "$PROJECT" --project-directory "$ROOT" --env-file "$WORK/proof.env")
+}
+
+# The Debian mirror apt already uses (never another host).
+debian_mirror() {
+  python3 - "$SUITE" <<'PY'
+import glob, re, sys
+suite = sys.argv[1]
+# deb822 sources: paragraphs with Types / URIs / Suites.
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for para in re.split(r"\n\s*\n", open(path).read()):
+        fields = {}
+        for line in para.splitlines():
+            if line.startswith("#") or ":" not in line:
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.split()
+        if "deb" in fields.get("types", []) and suite in fields.get("suites", []):
+            print(fields["uris"][0]); sys.exit(0)
+# one-line sources: deb [options] URI SUITE COMPONENTS...
+for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+            print(words[1]); sys.exit(0)
+sys.exit(f"no apt source for Debian {suite} found in /etc/apt")
+PY
+}
+
+build_base_image() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    echo "base image $BASE_IMAGE exists; reused"
+    return 0
+  fi
+  local mirror rootfs
+  mirror=$(debian_mirror)
+  echo "debootstrap $SUITE from $mirror"
+  rootfs=$(mktemp -d "$WORK/rootfs.XXXXXX")
+  timeout 900 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    "$SUITE" "$rootfs" "$mirror"
+  # Trust what this host trusts (a TLS-inspecting proxy's CA, if any) so pip reaches PyPI.
+  mkdir -p "$rootfs/usr/local/share/ca-certificates"
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/usr/local/share/ca-certificates/host-trust.crt"
+  chroot "$rootfs" update-ca-certificates >/dev/null
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar --numeric-owner -C "$rootfs" -c . | docker import \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'CMD ["/bin/bash"]' \
+    - "$BASE_IMAGE"
+  rm -rf "$rootfs"
+}
+
+# Tag a stand-in image with the hash of its recipe and the base image's id, so a changed
+# recipe or base is rebuilt and an unchanged one is reused.
+standin_tag() {
+  local name=$1 base_id
+  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
+  printf 'jarvis-proof/%s:%s' "$name" \
+    "$( (echo "$base_id"; cat "$ROOT/deploy/proof/$name.Dockerfile" "$ROOT"/deploy/proof/*.sh) \
+      | sha256sum | cut -c1-12)"
+}
+
+build_standin() {
+  local name=$1 tag
+  tag=$(standin_tag "$name")
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "$tag exists; reused"
+    return 0
+  fi
+  timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    -f "$ROOT/deploy/proof/$name.Dockerfile" -t "$tag" "$ROOT/deploy/proof"
+}
+
+build_app_image() {
+  timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    -f "$ROOT/deploy/Dockerfile" -t "$APP_IMAGE" "$ROOT"
+}
+
+write_env_file() {
+  local password
+  password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  (
+    umask 077
+    cat >"$WORK/proof.env" <<EOF
+# Written by scripts/compose-proof.sh for one run.
+JARVIS_ENV_FILE=$WORK/proof.env
+JARVIS_IR_IMAGE=$APP_IMAGE
+JARVIS_IR_REDIS_IMAGE=$(standin_tag redis)
+JARVIS_IR_POSTGRES_IMAGE=$(standin_tag postgres)
+JARVIS_IR_POSTGRES_PASSWORD=$password
+DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+JARVIS_NETWORK=$PROJECT-unused
+JARVIS_HOSTNET_REDIS_PORT=$REDIS_PORT
+JARVIS_HOSTNET_POSTGRES_PORT=$POSTGRES_PORT
+JARVIS_HOSTNET_DETECTOR_PORT=$DETECTOR_PORT
+JARVIS_HOSTNET_TRIAGE_PORT=$TRIAGE_PORT
+JARVIS_HOSTNET_REMEDIATOR_PORT=$REMEDIATOR_PORT
+JARVIS_HOSTNET_ESCALATOR_PORT=$ESCALATOR_PORT
+JARVIS_HOSTNET_RECORDER_PORT=$RECORDER_PORT
+# The proof is about the pipeline: no probes of a Jarvis stack that is not there.
+JARVIS_DETECTOR__PROBES_ENABLED=false
+# Entries a killed consumer held are retried after 2 s instead of 15 s.
+JARVIS_CONSUMER__RECLAIM_IDLE_MS=2000
+EOF
+  )
+}
+
+# docker-compose.yml less what host networking makes meaningless (published ports and
+# network attachments) for the services deploy/compose.hostnet.yml puts on the host's
+# network: Compose v1 cannot remove keys in an override, and the engine refuses them.
+hostnet_base() {
+  python3 - "$ROOT/docker-compose.yml" "$ROOT/deploy/compose.hostnet.yml" \
+    "$WORK/compose.base.yml" <<'PY'
+import sys, yaml
+base, override = (yaml.safe_load(open(p)) for p in sys.argv[1:3])
+for name, service in override["services"].items():
+    if service.get("network_mode") == "host":
+        dropped = [k for k in ("ports", "networks") if base["services"][name].pop(k, None)]
+        print(f"{name}: host networking; dropped {', '.join(dropped) or 'nothing'}")
+yaml.safe_dump(base, open(sys.argv[3], "w"), sort_keys=False)
+PY
+  "${COMPOSE[@]}" -f "$WORK/compose.base.yml" -f "$ROOT/deploy/compose.hostnet.yml" config -q
+}
+
+ports_free() {
+  python3 - "$REDIS_PORT" "$POSTGRES_PORT" "$DETECTOR_PORT" "$TRIAGE_PORT" "$REMEDIATOR_PORT" \
+    "$ESCALATOR_PORT" "$RECORDER_PORT" <<'PY'
+import socket, sys
+busy = []
+for port in map(int, sys.argv[1:]):
+    with socket.socket() as s:
+        # As servers bind: connections of an earlier run in TIME_WAIT do not block them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            busy.append(port)
+if busy:
+    sys.exit(f"loopback ports in use: {busy}; set JARVIS_PROOF_PORT_BASE to another base")
+PY
+}
+
+stack_down() { compose down -v --remove-orphans; }
+
+stack_up() {
+  timeout 300 "${COMPOSE[@]}" up -d --no-build
+  timeout 180 python3 "$ROOT/scripts/compose_proof_checks.py" wait-healthy --project "$PROJECT"
+}
+
+checks() {
+  timeout 420 python3 "$ROOT/scripts/compose_proof_checks.py" run \
+    --project "$PROJECT" \
+    --compose "${COMPOSE[*]}" \
+    --detector "http://127.0.0.1:$DETECTOR_PORT" \
+    --recorder "http://127.0.0.1:$RECORDER_PORT" \
+    --summary "$WORK/summary.txt" \
+    ${JARVIS_PROOF_LENIENT:+--lenient}
+}
+
+say "compose-proof: log in $LOG"
+step "Docker engine" ensure_docker
+step "tools (debootstrap, compose)" ensure_tools
+pick_compose
+step "base image $BASE_IMAGE (debootstrap $SUITE, cached)" build_base_image
+step "stand-in image for redis (cached)" build_standin redis
+step "stand-in image for postgres (cached)" build_standin postgres
+step "project image $APP_IMAGE (BASE_IMAGE=$BASE_IMAGE)" build_app_image
+write_env_file
+step "docker-compose.yml prepared for the host-network override" hostnet_base
+COMPOSE+=(-f "$WORK/compose.base.yml" -f "$ROOT/deploy/compose.hostnet.yml")
+log "compose: ${COMPOSE[*]}"
+step "leftovers of an earlier run removed" stack_down
+step "loopback ports $PORT_BASE+ free" ports_free
+STACK_UP=1
+step "compose stack up and healthy (host networking)" stack_up
+step "smoke test and restart test" checks
+cat "$WORK/summary.txt" | tee -a "$LOG"

@@ -1,0 +1,68 @@
+"""The consumer-lag and pending gauges that deploy/prometheus/alerts.yml alerts on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from shared.events import AlertRaised, Event
+from shared.runtime import Runtime, Service
+from shared.settings import Settings
+from shared.streams import ALERTS
+from tests.helpers import eventually, running
+
+pytestmark = pytest.mark.integration
+
+
+def _gauge(name: str, group: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"group": group, "stream": ALERTS.key})
+
+
+async def _redis_major(redis: Redis) -> int:
+    info = await redis.info("server")
+    return int(str(info["redis_version"]).split(".")[0])
+
+
+async def test_lag_and_pending_follow_the_group(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    group = f"lag-{uuid.uuid4().hex[:8]}"
+    gate = asyncio.Event()
+    handled: list[Event] = []
+
+    def build(runtime: Runtime) -> Service:
+        async def handle(event: Event) -> None:
+            await gate.wait()  # holds the first entry: delivered, not acknowledged
+            handled.append(event)
+
+        return Service(name=group, consumers=[runtime.consume(ALERTS, group, handle)])
+
+    for i in range(5):
+        await redis.xadd(ALERTS.key, {"__data__": AlertRaised(service=f"svc-{i}").to_json()})
+    settings = make_settings(consumer={"max_records": 1, "group_check_s": 0.05})
+    supports_lag = await _redis_major(redis) >= 7
+    async with running(settings, [build]):
+
+        async def held() -> bool:
+            if _gauge("jarvis_consumer_pending", group) != 1:
+                return False
+            # One entry delivered and held; four not yet delivered to the group.
+            return _gauge("jarvis_consumer_lag", group) == (4 if supports_lag else None)
+
+        await eventually(held)
+        gate.set()
+
+        async def drained() -> bool:
+            lag = _gauge("jarvis_consumer_lag", group)
+            return (
+                len(handled) == 5
+                and _gauge("jarvis_consumer_pending", group) == 0
+                and lag == (0 if supports_lag else None)
+            )
+
+        await eventually(drained)
