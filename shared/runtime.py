@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
@@ -163,6 +165,16 @@ def build_app(
             await runtime.redis.aclose()
 
     app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each bad field. The offending input is not echoed back: it may not
+        even be representable as JSON (Infinity), which made FastAPI's own handler fail."""
+        errors = [
+            {"loc": list(err["loc"]), "msg": str(err["msg"]), "type": str(err["type"])}
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/health", tags=["ops"])
     async def health(response: Response) -> dict[str, Any]:
