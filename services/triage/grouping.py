@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -54,6 +54,7 @@ class AlertSlot:
     impact: Level
     urgency: Level
     reason: str
+    at: datetime  # when the alert that last changed `firing` happened (orders replicas' work)
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,14 @@ class Incident:
         return tuple(s for s in self.services if s in firing)
 
     def to_json(self) -> str:
-        data: dict[str, Any] = asdict(self)
+        data: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "alerts"
+        }
         data["opened_at"] = self.opened_at.isoformat()
         data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
+        data["alerts"] = {
+            fp: {**asdict(slot), "at": slot.at.isoformat()} for fp, slot in self.alerts.items()
+        }
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -109,6 +115,7 @@ class Incident:
                     impact=Level(s["impact"]),
                     urgency=Level(s["urgency"]),
                     reason=s["reason"],
+                    at=datetime.fromisoformat(s["at"]),
                 )
                 for fp, s in data["alerts"].items()
             },
@@ -171,7 +178,7 @@ class Change:
     incident: Incident
     opened: bool = False
     joined: str | None = None  # why the alert joined (an AlertCorrelated), if it did
-    previous_severity: Severity | None = None
+    previous_severity: Severity | None = None  # before the change; None when it opened
     assigned: str | None = None  # reason for a SeverityAssigned, if one is due
     reopened: bool = False
     quiet: bool = False  # every alert is resolved now: the quiet period starts
@@ -236,9 +243,7 @@ def on_firing(
     chosen = choose_incident(service, candidates, now, policy)
     if chosen is not None:
         return _join(chosen[0], alert, service, verdict, chosen[1], policy)
-    slot = AlertSlot(
-        service, True, verdict.severity, verdict.impact, verdict.urgency, verdict.reason
-    )
+    slot = _slot(alert, service, verdict)
     incident = Incident(
         id=new_id,
         opened_at=now,
@@ -266,11 +271,14 @@ def _join(
     policy: GroupingPolicy,
 ) -> Change | None:
     old = inc.alerts.get(alert.fingerprint)
-    slot = AlertSlot(
-        service, True, verdict.severity, verdict.impact, verdict.urgency, verdict.reason
-    )
-    if old is not None and old.severity.rank <= verdict.severity.rank:
-        slot = replace(old, firing=True)  # a repeat never lowers what the fingerprint said
+    slot = _slot(alert, service, verdict)
+    if old is not None:
+        if not old.firing and alert.occurred_at < old.at:
+            return None  # older than the recovery already applied (another replica's)
+        if old.severity.rank <= verdict.severity.rank:
+            slot = replace(old, firing=True)  # a repeat never lowers what it said
+        if not old.firing:
+            slot = replace(slot, at=alert.occurred_at)
     alerts = {**inc.alerts, alert.fingerprint: slot}
     services = inc.services if service in inc.services else (*inc.services, service)
     worst = min(alerts.values(), key=lambda s: s.severity.rank)
@@ -307,21 +315,33 @@ def _join(
     return Change(
         new,
         joined=why if old is None or not old.firing else None,
-        previous_severity=inc.severity if rose else None,
+        previous_severity=inc.severity,
         assigned=assigned,
         reopened=inc.status is Status.QUIET,
         root_cause_changed=new.root_cause != inc.root_cause,
     )
 
 
-def on_resolved(fingerprint: str, mapped: Incident | None, now: datetime) -> Change | None:
+def _slot(alert: AlertRaised, service: str, verdict: Classification) -> AlertSlot:
+    return AlertSlot(
+        service=service,
+        firing=True,
+        severity=verdict.severity,
+        impact=verdict.impact,
+        urgency=verdict.urgency,
+        reason=verdict.reason,
+        at=alert.occurred_at,
+    )
+
+
+def on_resolved(alert: AlertRaised, mapped: Incident | None, now: datetime) -> Change | None:
     """A recovery: the fingerprint stops firing; the last one starts the quiet period."""
     if mapped is None or mapped.status is Status.RESOLVED:
         return None
-    old = mapped.alerts.get(fingerprint)
-    if old is None or not old.firing:
-        return None
-    alerts = {**mapped.alerts, fingerprint: replace(old, firing=False)}
+    old = mapped.alerts.get(alert.fingerprint)
+    if old is None or not old.firing or alert.occurred_at < old.at:
+        return None  # unknown, already resolved, or older than the firing it would end
+    alerts = {**mapped.alerts, alert.fingerprint: replace(old, firing=False, at=alert.occurred_at)}
     quiet = not any(s.firing for s in alerts.values())
     new = replace(
         mapped,

@@ -104,7 +104,7 @@ class Triage:
                     alert, service, verdict, view.mapped, view.candidates, now, new_id, self.policy
                 )
                 if firing
-                else on_resolved(alert.fingerprint, view.mapped, now)
+                else on_resolved(alert, view.mapped, now)
             )
             if change is None:
                 return True  # a repeat: nothing to store, nothing to say
