@@ -98,12 +98,15 @@ class CompiledRule:
         return not (self.pattern and not self.pattern.search(text))
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def alert_text(alert: AlertRaised) -> str:
-    """What rules and playbook selectors search: summary, description, check, alertname."""
+    """What rules and playbook selectors search: summary, description, check, and the
+    alertname label with CamelCase split (`PostgresHighMemory` → `Postgres High Memory`)."""
+    alertname = _CAMEL.sub(" ", alert.labels.get("alertname", ""))
     return " ".join(
-        part
-        for part in (alert.summary, alert.description, alert.check, alert.labels.get("alertname"))
-        if part
+        part for part in (alert.summary, alert.description, alert.check, alertname) if part
     )
 
 
