@@ -305,13 +305,18 @@ async def test_operator_resolution_frees_the_fingerprint(
     redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
     alert = AlertRaised(service="grafana", check="ui", summary="UI glitch on a dashboard")
-    async with running(make_settings(triage={"playbooks_enabled": False}), [triage.build]):
+    settings = make_settings(triage={"playbooks_enabled": False})
+    async with running(settings, [triage.build]) as (client, _):
         await _send(redis, alert)
         (opened,) = await eventually(lambda: _count(redis, SEVERITY.key, 1))
         assert opened["severity"] == "P3"
+        health = (await client.get("/health")).json()
+        assert health["services"]["triage"] == {"status": "ok", "open_incidents": 1}
         resolved = IncidentResolved(incident_id=opened["incident_id"], by="alice")
         await redis.xadd(INCIDENTS.key, {"__data__": resolved.to_json()})
         await eventually(lambda: _settled(redis, "triage", INCIDENTS.key))
+        health = (await client.get("/health")).json()
+        assert health["services"]["triage"]["open_incidents"] == 0
         await _send(redis, AlertRaised(service="grafana", check="ui", summary="UI glitch"))
         assigned = await eventually(lambda: _count(redis, SEVERITY.key, 2))
     assert assigned[1]["incident_id"] != opened["incident_id"]
@@ -353,3 +358,34 @@ async def test_failure_stops_the_playbook_and_approval_pauses_it(
     run = await _run(redis, incident_id)
     assert run is not None
     assert (run["status"], run["step"]) == ("stopped", 1)
+
+
+async def test_redelivered_alerts_and_completions_publish_nothing_twice(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    first = AlertRaised(service="ollama", check="models", impact=M, urgency=L)
+    joiner = AlertRaised(service="ollama", check="generate", impact=H, urgency=H)
+    async with running(make_settings(), [triage.build]):
+        # The same entries twice, as a reclaim after a crash would deliver them.
+        await _send(redis, first, first, joiner, joiner)
+        await eventually(lambda: _settled(redis, "triage", ALERTS.key))
+        (request,) = await _events(redis, ACTIONS_REQUESTED.key)
+        done = ActionCompleted(
+            incident_id=request["incident_id"],
+            action_id=request["action_id"],
+            action=request["action"],
+            outcome=ActionOutcome.SUCCEEDED,
+            playbook=request["playbook"],
+            step=0,
+        )
+        for _ in range(2):
+            await redis.xadd(ACTIONS_COMPLETED.key, {"__data__": done.to_json()})
+        await eventually(lambda: _settled(redis, "triage", ACTIONS_COMPLETED.key))
+    assigned = await _events(redis, SEVERITY.key)
+    assert [(a["severity"], a["previous_severity"]) for a in assigned] == [
+        ("P2", None),
+        ("P0", "P2"),
+    ]
+    assert len(await _events(redis, INCIDENTS.key, "AlertCorrelated")) == 1
+    requested = await _events(redis, ACTIONS_REQUESTED.key)
+    assert [r["step"] for r in requested] == [0, 1]
