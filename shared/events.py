@@ -252,6 +252,9 @@ class SeverityAssigned(Event):
         default=False, description="An alert of the incident reports data loss."
     )
     security: bool = Field(default=False, description="A security breach is suspected.")
+    root_cause: str | None = Field(
+        default=None, description="Probable root cause: the failing service the others depend on."
+    )
 
 
 class AlertCorrelated(Event):

@@ -1,189 +1,282 @@
-"""Triage's composition root and its thin handler.
+"""Triage's composition root and its thin handlers.
 
-State lives in Redis and changes through atomic scripts, so several replicas in one
-consumer group never open two incidents for one fingerprint.
+Alerts → incidents (classify, group, raise severity, start a playbook); ActionCompleted →
+the playbook's next step; IncidentResolved from an operator → the incident closes; a
+background loop resolves incidents whose alerts have been quiet long enough. Each handler
+reads state, asks a pure module what to do, and commits the result atomically through
+`store.TriageStore`, retrying when another replica changed the state in between.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
-from redis.asyncio import Redis
-
-from services.triage.classify import Classification, classify
-from services.triage.rules import response_due
-from shared.bus import as_text
+from services.triage import playbooks as pb
+from services.triage.classify import Classifier, alert_text
+from services.triage.grouping import (
+    Change,
+    GroupingPolicy,
+    Incident,
+    auto_resolve,
+    on_firing,
+    on_resolved,
+    operator_resolve,
+)
+from services.triage.outbox import (
+    GROUP,
+    derived_id,
+    write_alert_change,
+    write_note,
+    write_resolution,
+    write_step,
+)
+from services.triage.store import Batch, Keys, TriageStore
 from shared.events import (
-    AlertCorrelated,
+    ActionCompleted,
     AlertRaised,
     AlertStatus,
     Event,
+    IncidentResolved,
     Level,
-    Severity,
-    SeverityAssigned,
 )
 from shared.runtime import Runtime, Service
-from shared.streams import ALERTS
+from shared.settings import TriageSettings
+from shared.streams import ACTIONS_COMPLETED, ALERTS, INCIDENTS
 
-__all__ = ["GROUP", "IncidentIndex", "build"]
+__all__ = ["GROUP", "Triage", "build"]
 
-GROUP = "triage"
-_NS = uuid.UUID("0b6f3d64-3b8e-4f5e-9a3c-1f6f0e1c2a77")
+log = logging.getLogger(__name__)
 
-# KEYS[1] fingerprint key; ARGV: new incident id, severity, opened_at, service, cause event id.
-_OPEN_OR_JOIN = """
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  local h = redis.call('HMGET', 'jarvis:triage:incident:' .. existing,
-    'severity', 'opened_at', 'cause')
-  return {existing, 0, h[1], h[2], h[3]}
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', 'jarvis:triage:incident:' .. ARGV[1],
-  'severity', ARGV[2], 'opened_at', ARGV[3], 'service', ARGV[4], 'cause', ARGV[5],
-  'fingerprint', KEYS[1])
-return {ARGV[1], 1, ARGV[2], ARGV[3], ARGV[5]}
-"""
-
-# KEYS[1] incident hash; ARGV[1] new severity. Raises only; returns the previous severity
-# when it changed, else false.
-_RAISE = """
-local current = redis.call('HGET', KEYS[1], 'severity')
-if current and ARGV[1] < current then
-  redis.call('HSET', KEYS[1], 'severity', ARGV[1])
-  return current
-end
-return false
-"""
+_MAX_ATTEMPTS = 200
 
 
-def _derived_id(*parts: str) -> str:
-    """A deterministic id, so a redelivered alert republishes the very same events."""
-    return str(uuid.uuid5(_NS, ":".join(parts)))
+class Contention(RuntimeError):
+    """The state kept changing under us; the consumer retries the entry later."""
 
 
-class IncidentIndex:
-    """Open incidents by fingerprint, in Redis."""
+class Triage:
+    """The handlers, bound to the store, the clock and the configuration."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._open_or_join = redis.register_script(_OPEN_OR_JOIN)
-        self._raise = redis.register_script(_RAISE)
-
-    async def open_or_join(
-        self, alert: AlertRaised, severity: Severity, now: datetime
-    ) -> tuple[str, bool, Severity, datetime, str]:
-        """(incident id, opened now?, stored severity, opened_at, causing alert id)."""
-        new_id = _derived_id(alert.event_id, "incident")
-        res = await self._open_or_join(
-            keys=[f"jarvis:triage:fp:{alert.fingerprint}"],
-            args=[new_id, severity.value, now.isoformat(), alert.service, alert.event_id],
+    def __init__(
+        self, settings: TriageSettings, store: TriageStore, now: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.now = now
+        self.policy = GroupingPolicy.of(settings)
+        self.classify = Classifier(
+            settings.rules,
+            Level(settings.default_impact),
+            Level(settings.default_urgency),
+            self.policy.canonical,
         )
-        incident_id, opened, sev, opened_at, cause = (as_text(v) for v in res)
-        return (
-            str(incident_id),
-            bool(int(opened)),
-            Severity(sev),
-            datetime.fromisoformat(str(opened_at)),
-            str(cause),
-        )
+        self.playbooks = pb.load_playbooks(settings.playbooks_file)
+        self.quiet_period = timedelta(seconds=settings.quiet_period_s)
 
-    async def raise_severity(self, incident_id: str, severity: Severity) -> Severity | None:
-        previous = await self._raise(
-            keys=[f"jarvis:triage:incident:{incident_id}"], args=[severity.value]
+    async def _until_committed(self, attempt: Callable[[], Awaitable[bool]]) -> None:
+        for _ in range(_MAX_ATTEMPTS):
+            if await attempt():
+                return
+        raise Contention(f"state changed {_MAX_ATTEMPTS} times while deciding")
+
+    # Alerts ------------------------------------------------------------------------------
+
+    async def on_alert(self, event: Event) -> None:
+        assert isinstance(event, AlertRaised)
+        alert = event
+        service = self.policy.canonical(alert.service)
+        verdict = self.classify(alert)
+        firing = alert.status is AlertStatus.FIRING
+        new_id = derived_id(alert.event_id, "incident")
+
+        async def attempt() -> bool:
+            now = self.now()
+            view = await self.store.read_alert(alert.event_id, alert.fingerprint, firing, now)
+            if view.done:
+                return True  # a redelivery of an alert already applied
+            change = (
+                on_firing(
+                    alert, service, verdict, view.mapped, view.candidates, now, new_id, self.policy
+                )
+                if firing
+                else on_resolved(alert, view.mapped, now)
+            )
+            if change is None:
+                return True  # a repeat: nothing to store, nothing to say
+            run = view.run
+            if change.root_cause_changed and run is None:
+                # Safe to read apart: any change to the run bumps the version we commit on.
+                _, (raw_run,) = await self.store.read(Keys.run(change.incident.id))
+                run = pb.Run.from_json(raw_run) if raw_run else None
+            batch = self.store.batch()
+            change = self._playbook(batch, alert, change, run)
+            write_alert_change(batch, alert, change, self.quiet_period, now)
+            return await self.store.commit(view.version, batch)
+
+        await self._until_committed(attempt)
+
+    def _playbook(
+        self, batch: Batch, alert: AlertRaised, change: Change, run: pb.Run | None
+    ) -> Change:
+        """Start the playbook of a new incident, or switch to the root cause's playbook
+        while the running one has only gathered evidence."""
+        if not self.settings.playbooks_enabled:
+            return change
+        inc = change.incident
+        if change.opened:
+            spec = self.playbooks.select(inc.root_cause, alert_text(alert))
+            return self._start(batch, alert, change, spec)
+        if change.root_cause_changed and run is not None:
+            current = self.playbooks.get(run.playbook)
+            spec = self.playbooks.select(inc.root_cause, alert_text(alert))
+            if current is not None and spec.name != run.playbook and pb.may_switch(run, current):
+                write_note(
+                    batch,
+                    inc.id,
+                    f"playbook {run.playbook} replaced by {spec.name}: probable root cause "
+                    f"is now {inc.root_cause}",
+                    "switch",
+                    spec.name,
+                )
+                return self._start(batch, alert, change, spec)
+        return change
+
+    def _start(
+        self, batch: Batch, alert: AlertRaised, change: Change, spec: pb.PlaybookSpec
+    ) -> Change:
+        inc = change.incident
+        run = pb.start(inc.id, spec, inc.root_cause)
+        write_step(batch, run, pb.request_for(run, spec, self.settings.containers), alert.event_id)
+        return replace(change, incident=replace(inc, playbook=spec.name))
+
+    # Playbook steps ----------------------------------------------------------------------
+
+    async def on_action_completed(self, event: Event) -> None:
+        assert isinstance(event, ActionCompleted)
+        done = event
+        if not done.incident_id or not done.playbook:
+            return  # an operator's own action: not part of a playbook
+
+        async def attempt() -> bool:
+            version, (raw_run,) = await self.store.read(Keys.run(done.incident_id or ""))
+            if raw_run is None:
+                return True
+            run = pb.Run.from_json(raw_run)
+            spec = self.playbooks.get(run.playbook)
+            if spec is None:
+                log.warning("playbook %s of incident %s is gone", run.playbook, run.incident_id)
+                return True
+            step = pb.advance(run, spec, done.action_id, done.outcome, done.dry_run, done.detail)
+            if step is None:
+                return True
+            batch = self.store.batch()
+            if step.request_next:
+                request = pb.request_for(step.run, spec, self.settings.containers)
+                write_step(batch, step.run, request, done.event_id)
+            else:
+                batch.set(Keys.run(run.incident_id), step.run.to_json())
+            if step.note:
+                write_note(batch, run.incident_id, step.note, done.action_id, done.outcome.value)
+            return await self.store.commit(version, batch)
+
+        await self._until_committed(attempt)
+
+    # Resolution --------------------------------------------------------------------------
+
+    async def on_incident(self, event: Event) -> None:
+        if not isinstance(event, IncidentResolved) or not event.incident_id:
+            return
+        resolved_by = event.by
+
+        async def attempt() -> bool:
+            return await self._close(
+                event.incident_id or "", lambda inc: operator_resolve(inc, resolved_by), None
+            )
+
+        await self._until_committed(attempt)
+
+    async def resolve_quiet(self) -> int:
+        """Resolve every incident whose quiet period has passed; returns how many were due."""
+        now = self.now()
+        resolved = 0
+        for incident_id in await self.store.due_quiet(now):
+
+            def decide(inc: Incident) -> Incident | None:
+                return auto_resolve(inc, now, self.quiet_period)
+
+            def announce(inc: Incident) -> IncidentResolved:
+                return IncidentResolved(
+                    event_id=derived_id(inc.id, "auto-resolved"),
+                    producer=GROUP,
+                    incident_id=inc.id,
+                    correlation_id=inc.id,
+                    by=GROUP,
+                    automatic=True,
+                    note=f"all {len(inc.alerts)} alerts of the incident resolved and quiet for "
+                    f"{self.quiet_period.total_seconds():g}s",
+                )
+
+            async def attempt(iid: str = incident_id) -> bool:
+                return await self._close(iid, decide, announce, unschedule_stale=True)
+
+            await self._until_committed(attempt)
+            resolved += 1
+        return resolved
+
+    async def _close(
+        self,
+        incident_id: str,
+        decide: Callable[[Incident], Incident | None],
+        announce: Callable[[Incident], IncidentResolved] | None,
+        unschedule_stale: bool = False,
+    ) -> bool:
+        version, (raw_inc, raw_run) = await self.store.read(
+            Keys.incident(incident_id), Keys.run(incident_id)
         )
-        if not previous:
-            return None
-        return Severity(as_text(previous))
+        inc = Incident.from_json(raw_inc) if raw_inc else None
+        new = decide(inc) if inc else None
+        batch = self.store.batch()
+        if new is None:
+            if not unschedule_stale:
+                return True
+            # Not (or no longer) due: a re-fire reopened it, or it is gone. Its timer
+            # stays only while the incident is still quiet (the re-fire removed it).
+            if inc is None or inc.quiet_since is None:
+                batch.zrem(Keys.QUIET, incident_id)
+            return await self.store.commit(version, batch)
+        run = pb.Run.from_json(raw_run) if raw_run else None
+        write_resolution(batch, new, run, announce(new) if announce else None)
+        return await self.store.commit(version, batch)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "open_incidents": await self.store.open_count()}
 
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.triage
-    bus = runtime.bus(GROUP)
-    index = IncidentIndex(runtime.redis)
-    default_impact = Level(settings.default_impact)
-    default_urgency = Level(settings.default_urgency)
-
-    async def on_alert(event: Event) -> None:
-        assert isinstance(event, AlertRaised)
-        alert = event
-        verdict = classify(alert, default_impact, default_urgency)
-        if alert.status is AlertStatus.RESOLVED:
-            # A recovery joins the open incident, never opens one.
-            incident_id = await runtime.redis.get(f"jarvis:triage:fp:{alert.fingerprint}")
-            if incident_id:
-                await bus.publish(_correlated(alert, as_text(incident_id), "recovery"))
-            return
-        now = runtime.clock.now()
-        incident_id, opened, stored, opened_at, cause = await index.open_or_join(
-            alert, verdict.severity, now
-        )
-        if opened or cause == alert.event_id:
-            # New incident (or this very alert opened it and is redelivered).
-            await bus.publish(
-                _assigned(alert, incident_id, stored, None, opened_at, verdict.reason, verdict)
-            )
-            return
-        previous = await index.raise_severity(incident_id, verdict.severity)
-        if previous is not None:
-            await bus.publish(
-                _assigned(
-                    alert,
-                    incident_id,
-                    verdict.severity,
-                    previous,
-                    opened_at,
-                    f"raised: {verdict.reason}",
-                    verdict,
-                )
-            )
-        else:
-            await bus.publish(_correlated(alert, incident_id, "same fingerprint"))
-
-    return Service(name=GROUP, consumers=[runtime.consume(ALERTS, GROUP, on_alert)])
-
-
-def _assigned(
-    alert: AlertRaised,
-    incident_id: str,
-    severity: Severity,
-    previous: Severity | None,
-    opened_at: datetime,
-    reason: str,
-    verdict: Classification,
-) -> SeverityAssigned:
-    return SeverityAssigned(
-        event_id=_derived_id(alert.event_id, "severity"),
-        producer=GROUP,
-        incident_id=incident_id,
-        correlation_id=incident_id,
-        causation_id=alert.event_id,
-        severity=severity,
-        previous_severity=previous,
-        impact=verdict.impact,
-        urgency=verdict.urgency,
-        response_due_at=response_due(severity, opened_at),
-        opened_at=opened_at,
-        reason=reason,
-        fingerprint=alert.fingerprint,
-        service=alert.service,
-        title=alert.summary or f"{alert.service}: {alert.check}",
-        services=[alert.service],
-        data_loss=alert.data_loss,
-        security=alert.security,
+    triage = Triage(
+        settings,
+        TriageStore(runtime.redis, runtime.settings.consumer.stream_maxlen),
+        runtime.clock.now,
     )
 
+    async def resolver() -> None:
+        while True:
+            await triage.resolve_quiet()
+            await asyncio.sleep(settings.resolve_check_s)
 
-def _correlated(alert: AlertRaised, incident_id: str, reason: str) -> AlertCorrelated:
-    return AlertCorrelated(
-        event_id=_derived_id(alert.event_id, "correlated"),
-        producer=GROUP,
-        incident_id=incident_id,
-        correlation_id=incident_id,
-        causation_id=alert.event_id,
-        fingerprint=alert.fingerprint,
-        service=alert.service,
-        status=alert.status,
-        reason=reason,
+    return Service(
+        name=GROUP,
+        consumers=[
+            runtime.consume(ALERTS, GROUP, triage.on_alert),
+            runtime.consume(ACTIONS_COMPLETED, GROUP, triage.on_action_completed),
+            runtime.consume(INCIDENTS, GROUP, triage.on_incident),
+        ],
+        background=[resolver],
+        health=triage.health,
     )

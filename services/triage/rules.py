@@ -6,7 +6,14 @@ from datetime import datetime, timedelta
 
 from shared.events import Level, Severity
 
-__all__ = ["RESPONSE_TIME", "SEVERITY_MATRIX", "response_due", "severity_for"]
+__all__ = [
+    "RESPONSE_TIME",
+    "SEVERITY_MATRIX",
+    "most_severe",
+    "one_level_up",
+    "response_due",
+    "severity_for",
+]
 
 # Runbook "Impact Assessment Matrix": rows impact, columns urgency.
 SEVERITY_MATRIX: dict[Level, dict[Level, Severity]] = {
@@ -32,3 +39,13 @@ def severity_for(impact: Level, urgency: Level) -> Severity:
 def response_due(severity: Severity, opened_at: datetime) -> datetime:
     """When the runbook expects a response to an incident of this severity."""
     return opened_at + RESPONSE_TIME[severity]
+
+
+def most_severe(*severities: Severity) -> Severity:
+    """The most severe of several (P0 beats P1 …)."""
+    return min(severities, key=lambda s: s.rank)
+
+
+def one_level_up(severity: Severity) -> Severity:
+    """The next more severe level (P0 stays P0)."""
+    return Severity(f"P{max(0, severity.rank - 1)}")

@@ -1,0 +1,108 @@
+"""An incident as a value: its alerts, services, severity and status, and its JSON form.
+
+Stored in Redis by `store.py`; changed only by the pure decisions of `grouping.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.events import Level, Severity
+
+__all__ = ["AlertSlot", "Incident", "Status"]
+
+
+class Status(StrEnum):
+    OPEN = "open"  # at least one alert firing
+    QUIET = "quiet"  # every alert resolved; resolves when the quiet period has passed
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class AlertSlot:
+    """The latest word of one fingerprint in an incident."""
+
+    service: str
+    firing: bool
+    severity: Severity
+    impact: Level
+    urgency: Level
+    reason: str
+    at: datetime  # when the alert that last changed `firing` happened (orders replicas' work)
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    opened_at: datetime
+    status: Status
+    severity: Severity
+    impact: Level
+    urgency: Level
+    reason: str
+    title: str
+    root_cause: str
+    services: tuple[str, ...]
+    alerts: Mapping[str, AlertSlot] = field(default_factory=dict)
+    quiet_since: datetime | None = None
+    data_loss: bool = False
+    security: bool = False
+    playbook: str | None = None
+    resolved_by: str | None = None
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """Services with a firing alert, in the order they joined."""
+        firing = {slot.service for slot in self.alerts.values() if slot.firing}
+        return tuple(s for s in self.services if s in firing)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "alerts"
+        }
+        data["opened_at"] = self.opened_at.isoformat()
+        data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
+        data["alerts"] = {
+            fp: {**asdict(slot), "at": slot.at.isoformat()} for fp, slot in self.alerts.items()
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Incident:
+        data = json.loads(raw)
+        return cls(
+            id=data["id"],
+            opened_at=datetime.fromisoformat(data["opened_at"]),
+            status=Status(data["status"]),
+            severity=Severity(data["severity"]),
+            impact=Level(data["impact"]),
+            urgency=Level(data["urgency"]),
+            reason=data["reason"],
+            title=data["title"],
+            root_cause=data["root_cause"],
+            services=tuple(data["services"]),
+            alerts={
+                fp: AlertSlot(
+                    service=s["service"],
+                    firing=s["firing"],
+                    severity=Severity(s["severity"]),
+                    impact=Level(s["impact"]),
+                    urgency=Level(s["urgency"]),
+                    reason=s["reason"],
+                    at=datetime.fromisoformat(s["at"]),
+                )
+                for fp, s in data["alerts"].items()
+            },
+            quiet_since=datetime.fromisoformat(data["quiet_since"])
+            if data.get("quiet_since")
+            else None,
+            data_loss=data.get("data_loss", False),
+            security=data.get("security", False),
+            playbook=data.get("playbook"),
+            resolved_by=data.get("resolved_by"),
+        )
