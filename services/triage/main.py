@@ -114,14 +114,23 @@ class Triage:
                 _, (raw_run,) = await self.store.read(Keys.run(change.incident.id))
                 run = pb.Run.from_json(raw_run) if raw_run else None
             batch = self.store.batch()
-            change = self._playbook(batch, alert, change, run)
+            # The playbook is chosen first (SeverityAssigned names it), but its writes come
+            # after the severity, so the timeline reads decision → first step.
+            steps: list[Callable[[Batch], None]] = []
+            change = self._playbook(steps, alert, change, run)
             write_alert_change(batch, alert, change, self.quiet_period, now)
+            for write in steps:
+                write(batch)
             return await self.store.commit(view.version, batch)
 
         await self._until_committed(attempt)
 
     def _playbook(
-        self, batch: Batch, alert: AlertRaised, change: Change, run: pb.Run | None
+        self,
+        steps: list[Callable[[Batch], None]],
+        alert: AlertRaised,
+        change: Change,
+        run: pb.Run | None,
     ) -> Change:
         """Start the playbook of a new incident, or switch to the root cause's playbook
         while the running one has only gathered evidence."""
@@ -130,28 +139,32 @@ class Triage:
         inc = change.incident
         if change.opened:
             spec = self.playbooks.select(inc.root_cause, alert_text(alert))
-            return self._start(batch, alert, change, spec)
+            return self._start(steps, alert, change, spec)
         if change.root_cause_changed and run is not None:
             current = self.playbooks.get(run.playbook)
             spec = self.playbooks.select(inc.root_cause, alert_text(alert))
             if current is not None and spec.name != run.playbook and pb.may_switch(run, current):
-                write_note(
-                    batch,
-                    inc.id,
+                note = (
                     f"playbook {run.playbook} replaced by {spec.name}: probable root cause "
-                    f"is now {inc.root_cause}",
-                    "switch",
-                    spec.name,
+                    f"is now {inc.root_cause}"
                 )
-                return self._start(batch, alert, change, spec)
+                steps.append(lambda batch: write_note(batch, inc.id, note, "switch", spec.name))
+                return self._start(steps, alert, change, spec)
         return change
 
     def _start(
-        self, batch: Batch, alert: AlertRaised, change: Change, spec: pb.PlaybookSpec
+        self,
+        steps: list[Callable[[Batch], None]],
+        alert: AlertRaised,
+        change: Change,
+        spec: pb.PlaybookSpec,
     ) -> Change:
         inc = change.incident
         run = pb.start(inc.id, spec, inc.root_cause)
-        write_step(batch, run, pb.request_for(run, spec, self.settings.containers), alert.event_id)
+        request = pb.request_for(run, spec, self.settings.containers)
+        # The step reacts to the decision that chose the playbook, when there is one.
+        cause = derived_id(alert.event_id, "severity") if change.assigned else alert.event_id
+        steps.append(lambda batch: write_step(batch, run, request, cause))
         return replace(change, incident=replace(inc, playbook=spec.name))
 
     # Playbook steps ----------------------------------------------------------------------
