@@ -307,6 +307,10 @@ class ActionCompleted(Event):
     artifacts: list[str] = Field(default_factory=list, description="Files or links produced.")
     playbook: str | None = Field(default=None, description="Playbook of the step.")
     step: int | None = Field(default=None, description="Index of the step in the playbook.")
+    escalate: bool = Field(
+        default=False,
+        description="The remediator gives up (e.g. attempt limit reached): escalate at once.",
+    )
 
 
 class EscalationDue(Event):
