@@ -97,7 +97,8 @@ class Escalations:
         for step, reason in state.pending.items():
             kind = EscalationTrigger(step.removeprefix("trigger:"))
             triggers.append(Trigger(kind, policy.trigger_levels[kind], reason))
-        for trigger in triggers:
+        # Lowest level first, so a burst of triggers escalates upwards, never back down.
+        for trigger in sorted(triggers, key=lambda t: t.level):
             await self.fire_trigger(incident_id, trigger, cause=event)
 
     async def fire_trigger(self, incident_id: str, trigger: Trigger, cause: Event) -> bool:
