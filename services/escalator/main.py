@@ -1,160 +1,141 @@
-"""Escalator's composition root: durable timers in a Redis sorted set.
+"""Escalator's composition root: wires the store, the policy, the notifiers and the
+handlers. Nothing here decides anything; see policy.py (decisions), escalations.py
+(scheduling and triggers), store.py (durable state) and delivery.py (notifications).
 
-Each pending escalation is a member of `jarvis:escalator:due` scored by its due time.
-Firing removes the member and appends the EscalationDue in one Lua script, so a step
-fires exactly once even with several replicas or a restart between the two.
+Streams read through the consumer group `escalator` (CONTRACT §2): jarvis:severity
+(schedule, reschedule, triggers), jarvis:incidents (ack, resolve), jarvis:actions:completed
+(remediation failed), jarvis:alerts (data loss or breach reported on a known incident) and
+jarvis:escalations (the escalator is also the notifier that delivers them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
-from redis.asyncio import Redis
+import httpx
 
-from services.escalator.policy import schedule
-from shared.bus import as_text
+from services.escalator.delivery import Dispatcher
+from services.escalator.escalations import Escalations
+from services.escalator.notifiers import build_notifiers
+from services.escalator.policy import Policy, immediate_triggers, remediation_trigger
+from services.escalator.store import DUE_KEY, EscalatorStore
 from shared.events import (
+    ActionCompleted,
+    AlertRaised,
+    AlertStatus,
     EscalationDue,
-    EscalationTrigger,
     Event,
     IncidentAcknowledged,
     IncidentResolved,
-    Severity,
     SeverityAssigned,
 )
 from shared.runtime import Runtime, Service
-from shared.streams import ESCALATIONS, INCIDENTS, SEVERITY
+from shared.streams import ACTIONS_COMPLETED, ALERTS, ESCALATIONS, INCIDENTS, SEVERITY
 
-__all__ = ["DUE_KEY", "GROUP", "Timers", "build"]
+__all__ = ["DUE_KEY", "GROUP", "build"]
 
 GROUP = "escalator"
-DUE_KEY = "jarvis:escalator:due"
-_NS = uuid.UUID("9a2f7c1e-6b4d-4e8a-b0c3-7d5e1f2a3b44")
-
-_FIRE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '__data__', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-
-@dataclass(frozen=True)
-class Timer:
-    incident_id: str
-    step: str
-    level: int
-    severity: Severity
-    opened_at: float
-
-    def member(self) -> str:
-        return f"{self.incident_id}|{self.step}|{self.level}|{self.severity.value}|{self.opened_at}"
-
-    @classmethod
-    def parse(cls, member: str) -> Timer:
-        incident_id, step, level, severity, opened_at = member.split("|")
-        return cls(incident_id, step, int(level), Severity(severity), float(opened_at))
-
-
-class Timers:
-    """The durable schedule of every open incident."""
-
-    def __init__(self, redis: Redis, maxlen: int) -> None:
-        self._redis = redis
-        self._maxlen = maxlen
-        self._fire = redis.register_script(_FIRE)
-
-    def _index(self, incident_id: str) -> str:
-        return f"jarvis:escalator:incident:{incident_id}"
-
-    async def replace(self, incident_id: str, timers: list[tuple[Timer, float]]) -> None:
-        """Cancel the incident's pending timers and schedule `timers` (member, due ts)."""
-        await self.cancel(incident_id)
-        if not timers:
-            return
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.zadd(DUE_KEY, {t.member(): due for t, due in timers})
-        pipe.sadd(self._index(incident_id), *(t.member() for t, _ in timers))
-        await pipe.execute()
-
-    async def cancel(self, incident_id: str) -> None:
-        members = await self._redis.smembers(self._index(incident_id))
-        pipe = self._redis.pipeline(transaction=True)
-        if members:
-            pipe.zrem(DUE_KEY, *members)
-        pipe.delete(self._index(incident_id))
-        await pipe.execute()
-
-    async def fire_due(self, now: datetime) -> int:
-        """Fire every timer due by `now`; returns how many this call fired."""
-        fired = 0
-        due = await self._redis.zrangebyscore(DUE_KEY, "-inf", now.timestamp(), start=0, num=500)
-        for raw in due:
-            member = as_text(raw)
-            timer = Timer.parse(member)
-            opened = datetime.fromtimestamp(timer.opened_at, UTC)
-            event = EscalationDue(
-                event_id=str(uuid.uuid5(_NS, f"{timer.incident_id}:{timer.step}")),
-                producer=GROUP,
-                incident_id=timer.incident_id,
-                correlation_id=timer.incident_id,
-                level=timer.level,
-                severity=timer.severity,
-                trigger=EscalationTrigger.TIME,
-                reason=f"{timer.severity.value} open for {(now - opened).total_seconds():.0f}s",
-                step=timer.step,
-                elapsed_s=max(0.0, (now - opened).total_seconds()),
-            )
-            fired += int(
-                await self._fire(
-                    keys=[DUE_KEY, ESCALATIONS.key], args=[member, event.to_json(), self._maxlen]
-                )
-            )
-        return fired
 
 
 def build(runtime: Runtime) -> Service:
-    timers = Timers(runtime.redis, runtime.settings.consumer.stream_maxlen)
+    settings = runtime.settings.escalator
+    policy = Policy.from_settings(settings)
+    store = EscalatorStore(runtime.redis, runtime.settings.consumer.stream_maxlen)
+    escalations = Escalations(store, runtime.clock, policy)
+    client = httpx.AsyncClient(follow_redirects=False)
+    dispatcher = Dispatcher(
+        redis=runtime.redis,
+        bus=runtime.bus(GROUP),
+        store=store,
+        notifiers=build_notifiers(settings.notifier, client),
+        retry=settings.notifier.retry,
+        clock=runtime.clock,
+        instance=runtime.instance,
+        current_policy=policy,
+    )
 
     async def on_severity(event: Event) -> None:
         assert isinstance(event, SeverityAssigned)
-        assert event.incident_id
-        steps = schedule(event.severity, event.opened_at)
-        await timers.replace(
-            event.incident_id,
-            [
-                (
-                    Timer(
-                        event.incident_id,
-                        s.step_id,
-                        s.level,
-                        event.severity,
-                        event.opened_at.timestamp(),
-                    ),
-                    s.due_at.timestamp(),
-                )
-                for s in steps
-            ],
-        )
+        if not event.incident_id:
+            raise ValueError("incident_id: SeverityAssigned needs an incident")
+        await escalations.on_severity(event)
 
     async def on_incident(event: Event) -> None:
-        if isinstance(event, IncidentResolved | IncidentAcknowledged) and event.incident_id:
-            await timers.cancel(event.incident_id)
+        if not event.incident_id:
+            return
+        if isinstance(event, IncidentAcknowledged):
+            incident_policy = await escalations.policy_of(event.incident_id)
+            await store.acknowledge(event.incident_id, incident_policy.ack_extra_levels)
+        elif isinstance(event, IncidentResolved):
+            await store.resolve(event.incident_id)
+            state = await store.state(event.incident_id)
+            await dispatcher.on_resolved(event, state.reached)
+
+    async def on_action(event: Event) -> None:
+        assert isinstance(event, ActionCompleted)
+        if not event.incident_id:
+            return
+        incident_policy = await escalations.policy_of(event.incident_id)
+        trigger = remediation_trigger(
+            incident_policy,
+            action=event.action,
+            outcome=event.outcome,
+            escalate=event.escalate,
+            detail=event.detail,
+        )
+        if trigger:
+            await escalations.fire_trigger(event.incident_id, trigger, cause=event)
+
+    async def on_alert(event: Event) -> None:
+        # Alerts usually reach us through triage's SeverityAssigned; this catches a data
+        # loss or breach flag on an alert that already names its incident.
+        assert isinstance(event, AlertRaised)
+        if not event.incident_id or event.status is not AlertStatus.FIRING:
+            return
+        if not (event.data_loss or event.security):
+            return
+        incident_policy = await escalations.policy_of(event.incident_id)
+        for trigger in immediate_triggers(
+            incident_policy, services=set(), data_loss=event.data_loss, security=event.security
+        ):
+            await escalations.fire_trigger(event.incident_id, trigger, cause=event)
+
+    async def on_escalation(event: Event) -> None:
+        assert isinstance(event, EscalationDue)
+        await dispatcher.on_escalation(event)
 
     async def tick() -> None:
+        task = asyncio.current_task()
         while True:
-            await timers.fire_due(runtime.clock.now())
-            await asyncio.sleep(runtime.settings.escalator.tick_s)
+            await escalations.fire_due(runtime.clock.now())
+            if task is not None and task.cancelling():
+                # A cancellation landing as a Redis command completes is swallowed by
+                # asyncio.wait_for on Python 3.11 (redis-py's socket_timeout path);
+                # honour it here, or shutdown waits for this loop forever.
+                raise asyncio.CancelledError
+            await asyncio.sleep(settings.tick_s)
+
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "pending_timers": await store.pending_count(),
+            "channels": dispatcher.channels,
+        }
+
+    async def close() -> None:
+        await client.aclose()
 
     return Service(
         name=GROUP,
         consumers=[
             runtime.consume(SEVERITY, GROUP, on_severity),
             runtime.consume(INCIDENTS, GROUP, on_incident),
+            runtime.consume(ACTIONS_COMPLETED, GROUP, on_action),
+            runtime.consume(ALERTS, GROUP, on_alert),
+            runtime.consume(ESCALATIONS, GROUP, on_escalation),
         ],
         background=[tick],
+        shutdown=[close],
+        health=health,
     )

@@ -1,0 +1,320 @@
+"""Notifications over their real protocols to real receivers on 127.0.0.1: Slack incoming
+webhook, a generic JSON webhook, PagerDuty Events API v2 (HTTP stand-ins) and SMTP
+(aiosmtpd) — retries, permanent failures, no duplicates, and the timeline records."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from redis.asyncio import Redis
+
+from services.escalator.main import build
+from shared.bus import EventBus
+from shared.clock import ManualClock
+from shared.events import EscalationDue, EscalationTrigger, IncidentResolved, Severity
+from shared.settings import Settings
+from tests.helpers import eventually, running
+from tests.integration._escalator_support import (
+    http_receiver,
+    notifications_of,
+    severity_event,
+)
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRY = {"timeout_s": 0.5, "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+
+
+class MailHandler:
+    """aiosmtpd handler: refuses the first `fail_first` messages with 451, keeps the rest."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.refused = 0
+        self.messages: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        if self.refused < self.fail_first:
+            self.refused += 1
+            return "451 4.3.0 mailbox busy, try again"
+        self.messages.append(envelope)
+        return "250 2.0.0 queued"
+
+
+def _authenticator(
+    server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"jarvis", b"s3cret")
+    return AuthResult(success=ok)
+
+
+@asynccontextmanager
+async def smtp_receiver(handler: MailHandler, *, auth: bool = False) -> AsyncIterator[int]:
+    loop = asyncio.get_running_loop()
+
+    def factory() -> SMTPServer:
+        return SMTPServer(
+            handler,
+            hostname="mx.test",
+            loop=loop,
+            auth_required=auth,
+            auth_require_tls=False,
+            authenticator=_authenticator if auth else None,
+        )
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _incident() -> str:
+    return f"inc-{uuid.uuid4().hex[:12]}"
+
+
+def _escalation(incident: str, level: int = 2, step: str = "time:900s:L2") -> EscalationDue:
+    return EscalationDue(
+        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incident}:{step}")),
+        producer="escalator",
+        incident_id=incident,
+        correlation_id=incident,
+        level=level,
+        severity=Severity.P0,
+        trigger=EscalationTrigger.TIME,
+        reason="P0 open for 0:15:00",
+        step=step,
+        elapsed_s=900,
+    )
+
+
+async def _delivered(redis: Redis, incident: str) -> dict[str, dict[str, Any]]:
+    return {n["channel"]: n for n in await notifications_of(redis, incident)}
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_an_escalation_reaches_every_channel_over_its_protocol(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    clock = ManualClock()
+    incident = _incident()
+    mail = MailHandler()
+    with (
+        http_receiver() as slack,
+        http_receiver() as hook,
+        http_receiver(final_status=202) as pagerduty,
+    ):
+        async with smtp_receiver(mail, auth=True) as smtp_port:
+            settings = make_settings(
+                escalator={
+                    "notifier": {
+                        "retry": FAST_RETRY,
+                        "slack": {"webhook_url": slack.url},
+                        "webhook": {"url": hook.url, "headers": {"Authorization": "Bearer t"}},
+                        "pagerduty": {"routing_key": "R0UT1NG", "events_url": pagerduty.url},
+                        "email": {
+                            "smtp_host": "127.0.0.1",
+                            "smtp_port": smtp_port,
+                            "username": "jarvis",
+                            "password": "s3cret",
+                            "sender": "jarvis@test",
+                        },
+                    }
+                }
+            )
+            async with running(settings, [build], clock=clock) as (client, _):
+                bus = EventBus(redis, maxlen=10_000, producer="test")
+                await bus.publish(severity_event(incident, Severity.P0, clock.now()))
+                await eventually(lambda: redis.exists(f"jarvis:escalator:timers:{incident}"))
+                clock.advance(timedelta(minutes=15))
+                sent = await eventually(lambda: _has(redis, incident, 4))
+                health = (await client.get("/health")).json()["services"]["escalator"]
+                assert health["channels"] == ["email", "pagerduty", "slack", "webhook"]
+
+                for channel, record in sent.items():
+                    assert record["delivered"] is True, channel
+                    assert record["attempts"] == 1
+                    assert record["level"] == 2
+                    assert record["step"] == "time:900s:L2"
+
+                (slack_body,) = slack.bodies()
+                assert "level 2 (engineering manager)" in slack_body["text"]
+                assert slack_body["blocks"][0]["type"] == "header"
+
+                (hook_request,) = hook.requests
+                assert hook_request["headers"]["Authorization"] == "Bearer t"
+                assert hook_request["json"]["incident_id"] == incident
+                assert hook_request["json"]["role"] == "engineering manager"
+                assert hook_request["json"]["contacts"] == ["eng-manager@company.com"]
+
+                (trigger,) = pagerduty.bodies()
+                assert trigger["event_action"] == "trigger"
+                assert trigger["dedup_key"] == incident
+                assert trigger["routing_key"] == "R0UT1NG"
+                assert trigger["payload"]["severity"] == "critical"
+                assert trigger["payload"]["source"] == "jarvis-responder"
+
+                (envelope,) = mail.messages
+                assert envelope.rcpt_tos == ["eng-manager@company.com"]
+                assert envelope.mail_from == "jarvis@test"
+                message = message_from_bytes(envelope.original_content or b"")
+                assert "escalation to level 2" in message["Subject"]
+                assert message["X-Jarvis-Incident"] == incident
+
+                # Resolving resolves the PagerDuty alert with the same dedup_key.
+                await bus.publish(IncidentResolved(incident_id=incident))
+                await eventually(lambda: _async_len(pagerduty.bodies, 2))
+                resolve = pagerduty.bodies()[1]
+                assert resolve == {
+                    "routing_key": "R0UT1NG",
+                    "event_action": "resolve",
+                    "dedup_key": incident,
+                }
+                records = await eventually(lambda: _resolve_record(redis, incident))
+                assert records["delivered"] is True
+                assert len(slack.requests) == len(hook.requests) == len(mail.messages) == 1
+
+
+async def test_retries_with_backoff_on_5xx_and_timeouts(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    incident = _incident()
+    with (
+        http_receiver(statuses=[503, 500]) as hook,  # fails twice, then succeeds
+        http_receiver(delays=[1.5]) as slack,  # first answer too slow: client times out
+    ):
+        mail = MailHandler(fail_first=1)
+        async with smtp_receiver(mail) as smtp_port:
+            settings = make_settings(
+                escalator={
+                    "notifier": {
+                        "retry": FAST_RETRY,
+                        "slack": {"webhook_url": slack.url},
+                        "webhook": {"url": hook.url},
+                        "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port},
+                    }
+                }
+            )
+            async with running(settings, [build]):
+                await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+                sent = await eventually(lambda: _has(redis, incident, 3))
+    assert sent["webhook"]["delivered"] is True
+    assert sent["webhook"]["attempts"] == 3
+    assert [r["status"] for r in hook.requests] == [503, 500, 200]
+    assert sent["slack"]["delivered"] is True
+    assert sent["slack"]["attempts"] == 2
+    assert sent["email"]["delivered"] is True
+    assert sent["email"]["attempts"] == 2
+    assert len(mail.messages) == 1
+
+
+async def test_permanent_failures_are_not_retried_and_exhausted_retries_are_recorded(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    incident = _incident()
+    with http_receiver(final_status=400) as slack, http_receiver(final_status=503) as hook:
+        settings = make_settings(
+            escalator={
+                "notifier": {
+                    "retry": {**FAST_RETRY, "max_attempts": 3},
+                    "slack": {"webhook_url": slack.url},
+                    "webhook": {"url": hook.url},
+                    # Nothing listens on port 9 of loopback: connection refused, retried.
+                    "email": {"smtp_host": "127.0.0.1", "smtp_port": 9},
+                }
+            }
+        )
+        async with running(settings, [build]):
+            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            sent = await eventually(lambda: _has(redis, incident, 3))
+    assert (sent["slack"]["delivered"], sent["slack"]["attempts"]) == (False, 1)
+    assert "HTTP 400" in sent["slack"]["detail"]
+    assert (sent["webhook"]["delivered"], sent["webhook"]["attempts"]) == (False, 3)
+    assert len(hook.requests) == 3
+    assert (sent["email"]["delivered"], sent["email"]["attempts"]) == (False, 3)
+    assert "ConnectionRefused" in sent["email"]["detail"]
+
+
+async def test_redelivered_escalation_never_notifies_twice(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    incident = _incident()
+    with http_receiver() as hook:
+        settings = make_settings(
+            escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}}
+        )
+        async with running(settings, [build]):
+            bus = EventBus(redis, maxlen=10_000)
+            escalation = _escalation(incident)
+            await bus.publish(escalation)
+            await eventually(lambda: _has(redis, incident, 1))
+            await bus.publish(escalation)  # the same step again (a redelivery)
+            await eventually(lambda: _async_len(lambda: _records(redis, incident), 2))
+            await asyncio.sleep(0.3)
+    assert len(hook.requests) == 1
+    records = await notifications_of(redis, incident)
+    assert len({r["event_id"] for r in records}) == 1  # re-published, same id
+
+
+async def test_delivery_in_flight_elsewhere_is_taken_over_when_its_lease_runs_out(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    incident = _incident()
+    with http_receiver() as hook:
+        settings = make_settings(
+            escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}}
+        )
+        # A replica claimed this delivery and died (kill -9) before sending it.
+        key = f"jarvis:escalator:sent:{incident}:time:900s:L2:webhook"
+        await redis.set(key, "sending:dead-replica", px=1500)
+        async with running(settings, [build]):
+            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            await asyncio.sleep(0.5)
+            assert hook.requests == []  # not while the lease holds
+            sent = await eventually(lambda: _has(redis, incident, 1), timeout=15)
+    assert sent["webhook"]["delivered"] is True
+    assert len(hook.requests) == 1
+
+
+async def test_level_without_any_configured_channel_is_recorded_as_undelivered(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    incident = _incident()
+    async with running(make_settings(), [build]):
+        await EventBus(redis, maxlen=10_000).publish(_escalation(incident, level=5))
+        sent = await eventually(lambda: _has(redis, incident, 1))
+    assert sent["none"]["delivered"] is False
+    assert "no configured channel for level 5" in sent["none"]["detail"]
+
+
+async def _records(redis: Redis, incident: str) -> list[dict[str, Any]]:
+    return await notifications_of(redis, incident)
+
+
+async def _has(redis: Redis, incident: str, n: int) -> dict[str, dict[str, Any]] | None:
+    sent = await _delivered(redis, incident)
+    return sent if len(sent) >= n else None
+
+
+async def _resolve_record(redis: Redis, incident: str) -> dict[str, Any] | None:
+    for record in await notifications_of(redis, incident):
+        if record["step"] == "resolve":
+            return record
+    return None
+
+
+async def _async_len(get: Callable[[], Any], n: int) -> bool:
+    value = get()
+    if asyncio.iscoroutine(value):
+        value = await value
+    return len(value) == n
