@@ -135,6 +135,20 @@ async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> No
             raise asyncio.CancelledError
 
 
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Stop background loops. On Python 3.11 asyncio.wait_for (redis-py's socket timeout)
+    can swallow a cancellation that lands as a command completes, so a loop is cancelled
+    again until it has really stopped."""
+    pending = set(tasks)
+    for _ in range(100):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    log.error("background loops did not stop: %s", ", ".join(t.get_name() for t in pending))
+
+
 def build_app(
     runtime: Runtime, services: list[Service], title: str = "Jarvis Responder"
 ) -> FastAPI:
@@ -160,9 +174,7 @@ def build_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
             # Stops reading, then waits (graceful_timeout) for handlers in flight.
             await runtime.broker.stop()
             for service in services:
