@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client import Counter
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.recorder.api import make_read_router
 from services.recorder.commands import make_command_router
@@ -17,6 +18,7 @@ from services.recorder.live import Notifier, make_live_router
 from services.recorder.queries import Reader
 from services.recorder.security import bearer_guard, check_exposure
 from services.recorder.store import Outcome, TimelineStore
+from shared.consumer import Retryable
 from shared.events import Event
 from shared.runtime import Runtime, Service
 from shared.streams import ALL_STREAMS
@@ -42,10 +44,17 @@ def build(runtime: Runtime) -> Service:
     reader = Reader(store.sessions)
     notifier = Notifier()
 
-    async def on_event(event: Event) -> None:
-        outcome = await store.record(event)
-        RECORDED.labels(outcome.value).inc()
-        if outcome is not Outcome.DUPLICATE:
+    async def on_events(events: list[Event]) -> None:
+        """A batch in one transaction; committed before the consumer acknowledges it."""
+        try:
+            outcomes = await store.record_many(events)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            # The database is unreachable or busy: the entries stay pending and are retried,
+            # however long the outage, without counting towards the dead-letter limit.
+            raise Retryable(f"database unavailable: {exc}") from exc
+        for outcome in outcomes:
+            RECORDED.labels(outcome.value).inc()
+        if any(outcome is not Outcome.DUPLICATE for outcome in outcomes):
             notifier.notify()
 
     async def start() -> None:
@@ -82,7 +91,7 @@ def build(runtime: Runtime) -> Service:
     return Service(
         name=GROUP,
         router=router,
-        consumers=[runtime.consume(spec, GROUP, on_event) for spec in ALL_STREAMS],
+        consumers=[runtime.consume(spec, GROUP, batch_handler=on_events) for spec in ALL_STREAMS],
         startup=[start],
         background=[prune_loop],
         shutdown=[store.close],

@@ -80,39 +80,47 @@ class TimelineStore:
 
     async def record(self, event: Event) -> Outcome:
         """Store `event` (or count it) and update its incident."""
+        (outcome,) = await self.record_many([event])
+        return outcome
+
+    async def record_many(self, events: list[Event]) -> list[Outcome]:
+        """Store a batch in one transaction: all of it, or (on error) none of it."""
         async with self._sqlite_writer, self.sessions.begin() as session:
-            await self._serialize(session, event)
-            if await self._seen(session, event.event_id):
-                return Outcome.DUPLICATE
-            if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
-                session, event
-            ):
-                return Outcome.COUNTED
-            incident_id = event.incident_id or await self._incident_of_reaction(session, event)
-            inserted = await session.execute(
-                self._insert(EventRow)
-                .values(
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    incident_id=incident_id,
-                    causation_id=event.causation_id,
-                    action_id=_action_id(event),
-                    occurred_at=event.occurred_at,
-                    recorded_at=self._now(),
-                    payload=event.model_dump(mode="json"),
-                )
-                .on_conflict_do_nothing(index_elements=["event_id"])
+            await self._serialize(session, events)
+            return [await self._record_in(session, event) for event in events]
+
+    async def _record_in(self, session: AsyncSession, event: Event) -> Outcome:
+        if await self._seen(session, event.event_id):
+            return Outcome.DUPLICATE
+        if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
+            session, event
+        ):
+            return Outcome.COUNTED
+        incident_id = event.incident_id or await self._incident_of_reaction(session, event)
+        inserted = await session.execute(
+            self._insert(EventRow)
+            .values(
+                event_id=event.event_id,
+                event_type=event.event_type,
+                incident_id=incident_id,
+                causation_id=event.causation_id,
+                action_id=_action_id(event),
+                occurred_at=event.occurred_at,
+                recorded_at=self._now(),
+                payload=event.model_dump(mode="json"),
             )
-            if not inserted.rowcount:  # type: ignore[attr-defined]  # CursorResult
-                return Outcome.DUPLICATE  # a concurrent delivery stored it first
-            if isinstance(event, AlertRaised | AlertCorrelated):
-                await self._close_runs(session, event)
-                self._start_run(session, event, incident_id)
-            if event.incident_id and event.causation_id:
-                await self._link_cause(session, event.causation_id, event.incident_id)
-            if event.incident_id:
-                await self._project(session, event)
-            return Outcome.STORED
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        if not inserted.rowcount:  # type: ignore[attr-defined]  # CursorResult
+            return Outcome.DUPLICATE  # a concurrent delivery stored it first
+        if isinstance(event, AlertRaised | AlertCorrelated):
+            await self._close_runs(session, event)
+            self._start_run(session, event, incident_id)
+        if event.incident_id and event.causation_id:
+            await self._link_cause(session, event.causation_id, event.incident_id)
+        if event.incident_id:
+            await self._project(session, event)
+        return Outcome.STORED
 
     async def prune_processed(self, retention: timedelta) -> int:
         """Forget counted event ids older than `retention`; returns how many."""
@@ -124,24 +132,26 @@ class TimelineStore:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]  # CursorResult
 
-    async def _serialize(self, session: AsyncSession, event: Event) -> None:
+    async def _serialize(self, session: AsyncSession, events: list[Event]) -> None:
         """Make transactions that could miss each other's writes take turns.
 
         An alert and triage's reaction to it arrive on different streams and are handled
         concurrently; under READ COMMITTED each could look for the other before the other
         commits, and the link would be lost. Both lock the alert's id; repeats of one
         fingerprint lock it; events of one incident lock it. Keys are taken in order, so
-        transactions cannot deadlock on them.
+        transactions cannot deadlock on them (a batch takes all its keys up front).
         """
         if self.engine.dialect.name != "postgresql":
             return
-        keys = {f"ev:{event.event_id}"}
-        if event.causation_id:
-            keys.add(f"ev:{event.causation_id}")
-        if event.incident_id:
-            keys.add(f"inc:{event.incident_id}")
-        if isinstance(event, AlertRaised | AlertCorrelated):
-            keys.add(f"fp:{event.fingerprint}")
+        keys: set[str] = set()
+        for event in events:
+            keys.add(f"ev:{event.event_id}")
+            if event.causation_id:
+                keys.add(f"ev:{event.causation_id}")
+            if event.incident_id:
+                keys.add(f"inc:{event.incident_id}")
+            if isinstance(event, AlertRaised | AlertCorrelated):
+                keys.add(f"fp:{event.fingerprint}")
         for key in sorted(keys):
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key}

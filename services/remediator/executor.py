@@ -107,7 +107,16 @@ class Executor:
             detail = await p.engine.update_limits(target, memory, swap, params.nano_cpus)
             return Result(detail)
         if action is ActionName.DOCKER_STATS:
-            return Result((await p.engine.stats(target)).line())
+            if target:
+                return Result((await p.engine.stats(target)).line())
+            # No target: every Jarvis container, as `docker stats --no-stream` (runbook).
+            lines = []
+            for name in s.diagnostics_containers:
+                try:
+                    lines.append((await p.engine.stats(name)).line())
+                except ActionFailed as exc:
+                    lines.append(f"{name}: {exc}")
+            return Result("; ".join(lines))
         if action is ActionName.DOCKER_LOGS:
             assert isinstance(params, LogsParams)
             logs = await p.engine.logs(target, params.since_s, params.tail)
