@@ -110,13 +110,13 @@ class Executor:
             if target:
                 return Result((await p.engine.stats(target)).line())
             # No target: every Jarvis container, as `docker stats --no-stream` (runbook).
-            lines = []
+            rows = []
             for name in s.diagnostics_containers:
                 try:
-                    lines.append((await p.engine.stats(name)).line())
+                    rows.append((await p.engine.stats(name)).line())
                 except ActionFailed as exc:
-                    lines.append(f"{name}: {exc}")
-            return Result("; ".join(lines))
+                    rows.append(f"{name}: {exc}")
+            return Result("; ".join(rows))
         if action is ActionName.DOCKER_LOGS:
             assert isinstance(params, LogsParams)
             logs = await p.engine.logs(target, params.since_s, params.tail)

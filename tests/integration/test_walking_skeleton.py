@@ -13,6 +13,7 @@ from services.escalator.main import DUE_KEY
 from services.escalator.main import build as escalator
 from services.recorder.db import migrate
 from services.recorder.main import build as recorder
+from services.recorder.queries import IncidentFilter, Reader
 from services.recorder.store import Outcome, TimelineStore
 from services.remediator.main import build as remediator
 from services.triage.main import build as triage
@@ -207,10 +208,11 @@ async def test_store_is_idempotent_and_links_in_either_order(database_url: str) 
         assert await store.record(alert) is Outcome.STORED
         assert await store.record(alert) is Outcome.DUPLICATE  # redelivery
         assert await store.record(assigned) is Outcome.DUPLICATE
-        timeline = await store.timeline(assigned.incident_id or "")
-        assert [r.event_id for r in timeline] == [alert.event_id, assigned.event_id]
-        (incident,) = await store.list_incidents(severity="P2")
-        assert incident.id == assigned.incident_id
-        assert await store.list_incidents(status="resolved") == []
+        reader = Reader(store.sessions)
+        timeline = await reader.timeline(assigned.incident_id or "")
+        assert [item.row.event_id for item in timeline] == [alert.event_id, assigned.event_id]
+        (incident,), total = await reader.list_incidents(IncidentFilter(severity="P2"))
+        assert (incident.id, total) == (assigned.incident_id, 1)
+        assert await reader.list_incidents(IncidentFilter(status="resolved")) == ([], 0)
     finally:
         await store.close()
