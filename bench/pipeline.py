@@ -64,11 +64,12 @@ async def drained(redis: Redis) -> bool:
     ):
         try:
             info = {g["name"].decode(): g for g in await redis.xinfo_groups(key)}
+            last = (await redis.xinfo_stream(key))["last-generated-id"]
         except Exception:
             continue
         for group in groups:
             g = info.get(group)
-            if g is None or g["pending"] or (g.get("lag") or 0):
+            if g is None or g["pending"] or g["last-delivered-id"] != last:
                 return False
     return True
 

@@ -86,6 +86,10 @@ class Triage:
 
     # Alerts ------------------------------------------------------------------------------
 
+    async def on_alerts(self, events: list[Event]) -> None:
+        for event in events:
+            await self.on_alert(event)
+
     async def on_alert(self, event: Event) -> None:
         assert isinstance(event, AlertRaised)
         alert = event
@@ -286,7 +290,9 @@ def build(runtime: Runtime) -> Service:
     return Service(
         name=GROUP,
         consumers=[
-            runtime.consume(ALERTS, GROUP, triage.on_alert),
+            # Alerts come in storms: read them in batches (one XACK per batch). Each alert
+            # is still applied on its own, so a redelivered batch is recognised alert by alert.
+            runtime.consume(ALERTS, GROUP, batch_handler=triage.on_alerts),
             runtime.consume(ACTIONS_COMPLETED, GROUP, triage.on_action_completed),
             runtime.consume(INCIDENTS, GROUP, triage.on_incident),
         ],
