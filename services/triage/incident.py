@@ -5,6 +5,7 @@ Stored in Redis by `store.py`; changed only by the pure decisions of `grouping.p
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -74,6 +75,12 @@ class Incident:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Incident:
+        # Every new fingerprint reads the open incidents; they rarely change between two
+        # alerts, and an Incident is immutable, so the parsed value is kept by its bytes.
+        return _parse_incident(raw if isinstance(raw, bytes) else raw.encode())
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> Incident:
         data = json.loads(raw)
         return cls(
             id=data["id"],
@@ -106,3 +113,8 @@ class Incident:
             playbook=data.get("playbook"),
             resolved_by=data.get("resolved_by"),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_incident(raw: bytes) -> Incident:
+    return Incident._parse(raw)
