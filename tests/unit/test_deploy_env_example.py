@@ -1,4 +1,4 @@
-""".env.example lists every setting of shared/settings.py and every compose variable."""
+""".env.example lists every setting of shared/settings/ and every compose variable."""
 
 from __future__ import annotations
 

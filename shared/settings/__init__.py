@@ -1,0 +1,238 @@
+"""Configuration: a file (`--config` / `JARVIS_CONFIG`, TOML, YAML or JSON) overridden by
+environment variables, validated once at start.
+
+Top-level settings use the names of CONTRACT §4 (`REDIS_URL`, `DATABASE_URL`,
+`JARVIS_HTTP_PORT`, …). Each service has its own section; in the environment a nested
+field is `JARVIS_<SECTION>__<FIELD>`, e.g. `JARVIS_DETECTOR__PROBE_INTERVAL_S=2`.
+Each section lives in a module of this package named after its service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.settings.detector import (
+    AlertPollSettings,
+    ContainerTarget,
+    DetectorSettings,
+    DockerProbeSettings,
+    GrafanaPollSettings,
+    HeartbeatSettings,
+    HostProbeSettings,
+    HttpTargetSettings,
+    LogErrorsProbeSettings,
+    OllamaProbeSettings,
+    PostgresProbeSettings,
+    ProbeSchedule,
+    RedisProbeSettings,
+)
+from shared.settings.escalator import (
+    EmailNotifierSettings,
+    EscalationCell,
+    EscalationLevelSettings,
+    EscalationLevelsSettings,
+    EscalationMatrixSettings,
+    EscalatorSettings,
+    MatrixRow,
+    NotifierChannel,
+    NotifierSettings,
+    PagerDutyNotifierSettings,
+    RemediationOutcome,
+    RetrySettings,
+    SlackNotifierSettings,
+    WebhookNotifierSettings,
+)
+from shared.settings.recorder import RecorderSettings
+from shared.settings.remediator import (
+    RemediatorAttemptLimit,
+    RemediatorPostgresTarget,
+    RemediatorRedisTarget,
+    RemediatorSettings,
+)
+from shared.settings.triage import TriageRule, TriageSettings
+
+__all__ = [
+    "AlertPollSettings",
+    "ConfigError",
+    "ConsumerSettings",
+    "ContainerTarget",
+    "DetectorSettings",
+    "DockerProbeSettings",
+    "EmailNotifierSettings",
+    "EscalationCell",
+    "EscalationLevelSettings",
+    "EscalationLevelsSettings",
+    "EscalationMatrixSettings",
+    "EscalatorSettings",
+    "GrafanaPollSettings",
+    "HeartbeatSettings",
+    "HostProbeSettings",
+    "HttpTargetSettings",
+    "LogErrorsProbeSettings",
+    "MatrixRow",
+    "NotifierChannel",
+    "NotifierSettings",
+    "OllamaProbeSettings",
+    "PagerDutyNotifierSettings",
+    "PostgresProbeSettings",
+    "ProbeSchedule",
+    "RecorderSettings",
+    "RedisProbeSettings",
+    "RemediationOutcome",
+    "RemediatorAttemptLimit",
+    "RemediatorPostgresTarget",
+    "RemediatorRedisTarget",
+    "RemediatorSettings",
+    "RetrySettings",
+    "Settings",
+    "SlackNotifierSettings",
+    "TriageRule",
+    "TriageSettings",
+    "WebhookNotifierSettings",
+    "load_settings",
+]
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names it."""
+
+
+class ConsumerSettings(BaseModel):
+    """How every service reads its streams."""
+
+    max_records: int = Field(default=100, ge=1, le=10_000, description="XREADGROUP COUNT.")
+    block_ms: int = Field(default=500, ge=1, le=60_000, description="XREADGROUP BLOCK.")
+    reclaim_idle_ms: int = Field(
+        default=15_000, ge=100, description="Idle time before a pending entry is reclaimed."
+    )
+    max_deliveries: int = Field(
+        default=5, ge=1, description="Deliveries before an entry goes to the dead-letter stream."
+    )
+    group_check_s: float = Field(
+        default=2.0, gt=0, description="How often lost consumer groups are looked for."
+    )
+    stream_maxlen: int = Field(
+        default=200_000, ge=1000, description="Approximate length each stream is trimmed to."
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting of Jarvis Responder, with the defaults of CONTRACT §1 and §4."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JARVIS_",
+        env_nested_delimiter="__",
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+    _config_file: ClassVar[Path | None] = None
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis server; unset: `up` starts an embedded redis-server.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="Recorder database; unset: SQLite under the data directory.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(default=10300, ge=0, le=65535, description="Port of the HTTP server.")
+    data_dir: Path = Field(default=Path("var"), description="Embedded Redis, SQLite, artifacts.")
+    embedded_redis_port: int = Field(
+        default=10379, ge=0, le=65535, description="Port of the embedded Redis (0: any free)."
+    )
+    api_token: str | None = Field(default=None, description="Bearer token for write endpoints.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    backend_url: str = Field(default="http://127.0.0.1:10010", description="Jarvis backend.")
+    ollama_url: str = Field(default="http://127.0.0.1:10104", description="Ollama API.")
+    prometheus_url: str = Field(default="http://127.0.0.1:10200", description="Prometheus.")
+    grafana_url: str = Field(default="http://127.0.0.1:10201", description="Grafana.")
+
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+    remediator: RemediatorSettings = Field(default_factory=RemediatorSettings)
+    escalator: EscalatorSettings = Field(default_factory=EscalatorSettings)
+    recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls, cls._config_file))
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The recorder's database URL, SQLite under the data directory by default."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'recorder.sqlite3').resolve()}"
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the configuration file; environment variables take precedence over it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_config_file(path) if path else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return data
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from file + environment (+ explicit overrides, e.g. `--port`).
+
+    Raises ConfigError naming every invalid setting.
+    """
+    path = config or os.environ.get("JARVIS_CONFIG")
+    Settings._config_file = Path(path) if path else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+    finally:
+        Settings._config_file = None

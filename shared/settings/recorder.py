@@ -1,0 +1,28 @@
+"""The recorder's section."""
+
+from __future__ import annotations
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+__all__ = ["RecorderSettings"]
+
+
+class RecorderSettings(BaseModel):
+    page_size: int = Field(default=50, ge=1, le=1000, description="Default page size.")
+    max_body_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest body of an operator command."
+    )
+    dedup_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=3600,
+        description="How long ids of counted (storm) alerts are kept to ignore redeliveries.",
+    )
+    prune_interval_s: float = Field(
+        default=600.0, gt=0, description="How often expired dedup ids are deleted."
+    )
+    stream_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Live stream: how often the database is polled."
+    )
