@@ -232,3 +232,34 @@ async def test_ordered_restart_starts_the_backend_even_when_the_database_stays_d
         )
     assert f"started {backend.name}" in str(failure.value)
     assert containers.inspect(backend.name)["State"]["Running"] is True
+
+
+async def test_stats_without_a_target_cover_every_jarvis_container(
+    engine: DockerEngine, containers: Containers, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from services.remediator.executor import Executor, Ports
+    from shared.actions import ActionName
+    from shared.events import ActionRequested
+    from shared.settings import load_settings
+
+    box = containers.run("exec sleep 100000")
+    settings = load_settings(
+        None,
+        data_dir=tmp_path,
+        remediator={"diagnostics_containers": [box.name, "jt5-not-there"]},
+    )
+    # Only the engine is used by docker.stats; the other ports are never touched.
+    unused = cast(Any, SimpleNamespace())
+    executor = Executor(settings, Ports(engine, unused, unused, unused, unused, unused))
+    request = ActionRequested(action="docker.stats", target="")
+    result = await executor.run(
+        request, ActionName.DOCKER_STATS, None, (), datetime.now(UTC), timeout_s=30
+    )
+    line_of_box, missing = result.detail.split("; ")
+    assert box.name in line_of_box
+    assert missing.startswith("jt5-not-there:")
+    assert "not found" in missing

@@ -63,6 +63,16 @@ def test_rejected_even_in_dry_run_when_off_the_allowlist() -> None:
     assert verdict.kind is VerdictKind.REJECT
 
 
+def test_reading_evidence_needs_no_allowlisted_target() -> None:
+    # A playbook for an unknown service still gathers diagnostics; changing it is refused.
+    for action in ("diagnostics.collect", "docker.logs", "docker.stats"):
+        assert decide(_req(action, "mystery-box"), ON).kind is VerdictKind.EXECUTE
+    assert decide(_req("docker.restart", "mystery-box"), ON).kind is VerdictKind.REJECT
+    # `docker stats --no-stream` of the runbook: no target means the whole stack.
+    verdict = decide(_req("docker.stats", ""), ON)
+    assert (verdict.kind, verdict.targets) == (VerdictKind.EXECUTE, ())
+
+
 def test_dangerous_actions_wait_for_approval() -> None:
     for request in (_req("redis.flushdb", "sutazai-redis"), _req("docker.restart", dangerous=True)):
         verdict = decide(request, ON)
