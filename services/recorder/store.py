@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,16 +88,18 @@ class TimelineStore:
         """Store a batch in one transaction: all of it, or (on error) none of it."""
         async with self._sqlite_writer, self.sessions.begin() as session:
             await self._serialize(session, events)
-            return [await self._record_in(session, event) for event in events]
+            batch = await _BatchView.load(session, events)
+            return [await self._record_in(session, event, batch) for event in events]
 
-    async def _record_in(self, session: AsyncSession, event: Event) -> Outcome:
-        if await self._seen(session, event.event_id):
+    async def _record_in(self, session: AsyncSession, event: Event, batch: _BatchView) -> Outcome:
+        if event.event_id in batch.seen:
             return Outcome.DUPLICATE
         if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
-            session, event
+            session, event, batch
         ):
+            batch.seen.add(event.event_id)
             return Outcome.COUNTED
-        incident_id = event.incident_id or await self._incident_of_reaction(session, event)
+        incident_id = event.incident_id or batch.reactions.get(event.event_id)
         inserted = await session.execute(
             self._insert(EventRow)
             .values(
@@ -113,10 +116,15 @@ class TimelineStore:
         )
         if not inserted.rowcount:  # type: ignore[attr-defined]  # CursorResult
             return Outcome.DUPLICATE  # a concurrent delivery stored it first
+        batch.seen.add(event.event_id)
         if isinstance(event, AlertRaised | AlertCorrelated):
-            await self._close_runs(session, event)
-            self._start_run(session, event, incident_id)
+            # A status change starts a new run; the previous one stays as history.
+            current = batch.current_run(_run_key(event))
+            if current is not None:
+                current.is_current = False
+            batch.runs[_run_key(event)] = self._start_run(session, event, incident_id)
         if event.incident_id and event.causation_id:
+            batch.reactions.setdefault(event.causation_id, event.incident_id)
             await self._link_cause(session, event.causation_id, event.incident_id)
         if event.incident_id:
             await self._project(session, event)
@@ -159,29 +167,11 @@ class TimelineStore:
 
     # -- dedup and alert runs -------------------------------------------------------------
 
-    async def _seen(self, session: AsyncSession, event_id: str) -> bool:
-        if await session.get(EventRow, event_id) is not None:
-            return True
-        return await session.get(ProcessedEventRow, event_id) is not None
-
-    async def _current_run(
-        self, session: AsyncSession, kind: str, scope: str, fingerprint: str
-    ) -> AlertOccurrenceRow | None:
-        query = (
-            select(AlertOccurrenceRow)
-            .where(AlertOccurrenceRow.kind == kind)
-            .where(AlertOccurrenceRow.scope == scope)
-            .where(AlertOccurrenceRow.fingerprint == fingerprint)
-            .where(AlertOccurrenceRow.is_current.is_(True))
-            .with_for_update()
-        )
-        return (await session.scalars(query)).first()
-
     async def _count_repeat(
-        self, session: AsyncSession, event: AlertRaised | AlertCorrelated
+        self, session: AsyncSession, event: AlertRaised | AlertCorrelated, batch: _BatchView
     ) -> bool:
         """Count `event` into the current run of its fingerprint if it repeats it."""
-        run = await self._current_run(session, event.event_type, _scope(event), event.fingerprint)
+        run = batch.current_run(_run_key(event))
         if run is None or run.status != event.status.value:
             return False
         run.count += 1
@@ -210,47 +200,25 @@ class TimelineStore:
 
     def _start_run(
         self, session: AsyncSession, event: AlertRaised | AlertCorrelated, incident_id: str | None
-    ) -> None:
-        session.add(
-            AlertOccurrenceRow(
-                kind=event.event_type,
-                scope=_scope(event),
-                fingerprint=event.fingerprint,
-                status=event.status.value,
-                service=event.service,
-                incident_id=incident_id,
-                first_event_id=event.event_id,
-                last_event_id=event.event_id,
-                count=1,
-                first_at=event.occurred_at,
-                last_at=event.occurred_at,
-                is_current=True,
-            )
+    ) -> AlertOccurrenceRow:
+        run = AlertOccurrenceRow(
+            kind=event.event_type,
+            scope=_scope(event),
+            fingerprint=event.fingerprint,
+            status=event.status.value,
+            service=event.service,
+            incident_id=incident_id,
+            first_event_id=event.event_id,
+            last_event_id=event.event_id,
+            count=1,
+            first_at=event.occurred_at,
+            last_at=event.occurred_at,
+            is_current=True,
         )
-
-    async def _close_runs(
-        self, session: AsyncSession, event: AlertRaised | AlertCorrelated
-    ) -> None:
-        """A status change starts a new run; the previous one stays as history."""
-        await session.execute(
-            update(AlertOccurrenceRow)
-            .where(AlertOccurrenceRow.kind == event.event_type)
-            .where(AlertOccurrenceRow.scope == _scope(event))
-            .where(AlertOccurrenceRow.fingerprint == event.fingerprint)
-            .where(AlertOccurrenceRow.is_current.is_(True))
-            .values(is_current=False)
-        )
+        session.add(run)
+        return run
 
     # -- linking alerts and the events that react to them ------------------------------------
-
-    async def _incident_of_reaction(self, session: AsyncSession, event: Event) -> str | None:
-        """The incident of an event triage reacted to before this event arrived."""
-        return await session.scalar(
-            select(EventRow.incident_id)
-            .where(EventRow.causation_id == event.event_id)
-            .where(EventRow.incident_id.is_not(None))
-            .limit(1)
-        )
 
     async def _link_cause(self, session: AsyncSession, cause_id: str, incident_id: str) -> None:
         await session.execute(
@@ -313,6 +281,71 @@ class TimelineStore:
                 .values(incident_id=row.id, service=service)
                 .on_conflict_do_nothing(index_elements=["incident_id", "service"])
             )
+
+
+RunKey = tuple[str, str, str]  # kind, scope, fingerprint
+
+
+def _run_key(event: AlertRaised | AlertCorrelated) -> RunKey:
+    return (event.event_type, _scope(event), event.fingerprint)
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)] if values else []
+
+
+@dataclass
+class _BatchView:
+    """What a batch needs to know of the tables, read up front in a few queries rather
+    than several per event: ids already stored, the incident of events triage already
+    reacted to, and the current run of each fingerprint (locked until commit)."""
+
+    seen: set[str]
+    reactions: dict[str, str]
+    runs: dict[RunKey, AlertOccurrenceRow]
+
+    def current_run(self, key: RunKey) -> AlertOccurrenceRow | None:
+        run = self.runs.get(key)
+        # An incident's resolution in this batch may have closed it (a bulk UPDATE, which
+        # the session applies to the loaded row too).
+        return run if run is not None and run.is_current else None
+
+    @classmethod
+    async def load(cls, session: AsyncSession, events: list[Event]) -> _BatchView:
+        ids = list(dict.fromkeys(e.event_id for e in events))
+        seen: set[str] = set()
+        reactions: dict[str, str] = {}
+        for chunk in _chunks(ids):
+            seen.update(
+                await session.scalars(select(EventRow.event_id).where(EventRow.event_id.in_(chunk)))
+            )
+            seen.update(
+                await session.scalars(
+                    select(ProcessedEventRow.event_id).where(ProcessedEventRow.event_id.in_(chunk))
+                )
+            )
+            found = await session.execute(
+                select(EventRow.causation_id, EventRow.incident_id)
+                .where(EventRow.causation_id.in_(chunk))
+                .where(EventRow.incident_id.is_not(None))
+            )
+            for cause, incident in found.all():
+                if cause and incident:
+                    reactions.setdefault(cause, incident)
+        fingerprints = sorted(
+            {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
+        )
+        runs: dict[RunKey, AlertOccurrenceRow] = {}
+        for chunk in _chunks(fingerprints):
+            rows = await session.scalars(
+                select(AlertOccurrenceRow)
+                .where(AlertOccurrenceRow.fingerprint.in_(chunk))
+                .where(AlertOccurrenceRow.is_current.is_(True))
+                .with_for_update()
+            )
+            for row in rows:
+                runs[(row.kind, row.scope, row.fingerprint)] = row
+        return cls(seen, reactions, runs)
 
 
 def _scope(event: AlertRaised | AlertCorrelated) -> str:
