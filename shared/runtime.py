@@ -120,7 +120,6 @@ async def _supervise(name: str, loop: Hook) -> None:
 
 
 async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> None:
-    task = asyncio.current_task()
     while True:
         await asyncio.sleep(runtime.settings.consumer.group_check_s)
         for consumer in consumers:
@@ -128,11 +127,6 @@ async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> No
                 await consumer.heal()
             except Exception as exc:  # Redis may be restarting: try again next round
                 log.debug("group check of %s failed: %s", consumer.group, exc)
-        if task is not None and task.cancelling():
-            # On Python 3.11 redis-py's asyncio.wait_for (socket_timeout, 5 s by default in
-            # redis-py 8) swallows a cancellation that lands as a command completes;
-            # honour it here, or shutdown waits for this loop forever.
-            raise asyncio.CancelledError
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

@@ -106,14 +106,8 @@ def build(runtime: Runtime) -> Service:
         await dispatcher.on_escalation(event)
 
     async def tick() -> None:
-        task = asyncio.current_task()
         while True:
             await escalations.fire_due(runtime.clock.now())
-            if task is not None and task.cancelling():
-                # A cancellation landing as a Redis command completes is swallowed by
-                # asyncio.wait_for on Python 3.11 (redis-py's socket_timeout path);
-                # honour it here, or shutdown waits for this loop forever.
-                raise asyncio.CancelledError
             await asyncio.sleep(settings.tick_s)
 
     async def health() -> dict[str, Any]:

@@ -287,13 +287,6 @@ class EscalatorStore:
     async def pending_count(self) -> int:
         return int(await self._redis.zcard(DUE_KEY))
 
-    async def pending_of(self, incident_id: str) -> list[tuple[str, float]]:
-        """The incident's pending timers (member, due timestamp), soonest first."""
-        members = [as_text(m) for m in await self._redis.smembers(self._timers(incident_id))]
-        scores = await self._redis.zmscore(DUE_KEY, members) if members else []
-        pairs = [(m, float(s)) for m, s in zip(members, scores, strict=True) if s is not None]
-        return sorted(pairs, key=lambda p: p[1])
-
 
 def _from_ts(value: str) -> datetime:
     return datetime.fromtimestamp(float(value), UTC)

@@ -271,13 +271,8 @@ class Remediator:
         return answered
 
     async def sweep_forever(self) -> None:
-        task = asyncio.current_task()
         while True:
             await self.sweep()
-            # A cancellation that arrived inside a Redis call is sometimes swallowed on
-            # Python 3.11 (timeout race); honour it here so shutdown never hangs.
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
             await asyncio.sleep(self._s.tick_s)
 
     # -- helpers --------------------------------------------------------------------
