@@ -12,7 +12,7 @@ of the incident, one level more when several systems fail at once. Nothing here 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.triage.classify import Classification
@@ -26,6 +26,7 @@ __all__ = [
     "Change",
     "GroupingPolicy",
     "Incident",
+    "Mapped",
     "Status",
     "auto_resolve",
     "choose_incident",
@@ -42,6 +43,7 @@ class GroupingPolicy:
     depends: Mapping[str, frozenset[str]]  # service → everything it depends on, transitively
     multi_system_threshold: int
     aliases: Mapping[str, str]
+    relatives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: TriageSettings) -> GroupingPolicy:
@@ -62,11 +64,17 @@ class GroupingPolicy:
                     seen.add(dep)
                     todo.extend(direct.get(dep, ()))
             closure[service] = frozenset(seen)
+        relatives: dict[str, set[str]] = {}
+        for service, deps in closure.items():
+            relatives.setdefault(service, {service}).update(deps)
+            for dep in deps:
+                relatives.setdefault(dep, {dep}).add(service)
         return cls(
             window=timedelta(seconds=settings.group_window_s),
             depends=closure,
             multi_system_threshold=settings.multi_system_threshold,
             aliases=aliases,
+            relatives={s: tuple(sorted(r)) for s, r in relatives.items()},
         )
 
     def canonical(self, service: str) -> str:
@@ -74,8 +82,16 @@ class GroupingPolicy:
         name = service.strip().lower().removeprefix("sutazai-")
         return self.aliases.get(name, name)
 
+    def related(self, service: str) -> tuple[str, ...]:
+        """`service` and every service it depends on or that depends on it: the services
+        whose incidents an alert of `service` may join (see `choose_incident`)."""
+        return self.relatives.get(service, (service,))
+
     def depends_on(self, service: str, other: str) -> bool:
         return other in self.depends.get(service, frozenset())
+
+
+Mapped = tuple[Incident, AlertSlot]  # a fingerprint's open incident and its slot there
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,7 @@ class Change:
     """What an alert did to an incident; `store`/`main` turn it into writes and events."""
 
     incident: Incident
+    slot: AlertSlot  # the alert's fingerprint's latest word, stored beside the incident
     opened: bool = False
     joined: str | None = None  # why the alert joined (an AlertCorrelated), if it did
     previous_severity: Severity | None = None  # before the change; None when it opened
@@ -135,7 +152,7 @@ def on_firing(
     alert: AlertRaised,
     service: str,
     verdict: Classification,
-    mapped: Incident | None,
+    mapped: Mapped | None,
     candidates: Sequence[tuple[Incident, datetime]],
     now: datetime,
     new_id: str,
@@ -143,13 +160,14 @@ def on_firing(
 ) -> Change | None:
     """A firing alert: join its fingerprint's incident, a related one, or open a new one.
 
+    `mapped` is the open incident of the alert's fingerprint with the fingerprint's slot.
     None when nothing changes (a repeat of an alert already firing).
     """
     if mapped is not None:
-        return _join(mapped, alert, service, verdict, "same fingerprint", policy)
+        return _join(mapped[0], mapped[1], alert, service, verdict, "same fingerprint", policy)
     chosen = choose_incident(service, candidates, now, policy)
     if chosen is not None:
-        return _join(chosen[0], alert, service, verdict, chosen[1], policy)
+        return _join(chosen[0], None, alert, service, verdict, chosen[1], policy)
     slot = _slot(alert, service, verdict)
     incident = Incident(
         id=new_id,
@@ -162,22 +180,23 @@ def on_firing(
         title=alert.summary or f"{alert.service}: {alert.check}",
         root_cause=service,
         services=(service,),
-        alerts={alert.fingerprint: slot},
+        worst=slot,
+        firing={service: 1},
         data_loss=alert.data_loss,
         security=alert.security,
     )
-    return Change(incident, opened=True, assigned=verdict.reason)
+    return Change(incident, slot, opened=True, assigned=verdict.reason)
 
 
 def _join(
     inc: Incident,
+    old: AlertSlot | None,
     alert: AlertRaised,
     service: str,
     verdict: Classification,
     why: str,
     policy: GroupingPolicy,
 ) -> Change | None:
-    old = inc.alerts.get(alert.fingerprint)
     slot = _slot(alert, service, verdict)
     if old is not None:
         if not old.firing and alert.occurred_at < old.at:
@@ -186,11 +205,15 @@ def _join(
             slot = replace(old, firing=True)  # a repeat never lowers what it said
         if not old.firing:
             slot = replace(slot, at=alert.occurred_at)
-    alerts = {**inc.alerts, alert.fingerprint: slot}
+    firing = dict(inc.firing)
+    if old is not None and old.firing:
+        firing[old.service] -= 1
+    firing[slot.service] = firing.get(slot.service, 0) + 1
     services = inc.services if service in inc.services else (*inc.services, service)
-    worst = min(alerts.values(), key=lambda s: s.severity.rank)
+    # Slots' severities only rise, so the most severe one is a running minimum by rank.
+    worst = slot if slot.severity.rank < inc.worst.severity.rank else inc.worst
     desired, why_severity = worst.severity, worst.reason
-    failing = sorted({s.service for s in alerts.values() if s.firing})
+    failing = sorted(s for s, n in firing.items() if n > 0)
     if len(failing) >= policy.multi_system_threshold:
         desired = one_level_up(worst.severity)
         why_severity = f"{len(failing)} systems failing at once ({', '.join(failing)})"
@@ -200,7 +223,9 @@ def _join(
         inc,
         status=Status.OPEN,
         quiet_since=None,
-        alerts=alerts,
+        worst=worst,
+        firing=firing,
+        alert_count=inc.alert_count + (old is None),
         services=services,
         root_cause=root_cause(services, policy),
         severity=severity,
@@ -210,7 +235,7 @@ def _join(
         data_loss=inc.data_loss or alert.data_loss,
         security=inc.security or alert.security,
     )
-    if new == inc:
+    if new == inc and slot == old:
         return None
     assigned: str | None = None
     if rose:
@@ -221,6 +246,7 @@ def _join(
         assigned = "data loss detected" if alert.data_loss else "security breach suspected"
     return Change(
         new,
+        slot,
         joined=why if old is None or not old.firing else None,
         previous_severity=inc.severity,
         assigned=assigned,
@@ -241,22 +267,23 @@ def _slot(alert: AlertRaised, service: str, verdict: Classification) -> AlertSlo
     )
 
 
-def on_resolved(alert: AlertRaised, mapped: Incident | None, now: datetime) -> Change | None:
+def on_resolved(alert: AlertRaised, mapped: Mapped | None, now: datetime) -> Change | None:
     """A recovery: the fingerprint stops firing; the last one starts the quiet period."""
-    if mapped is None or mapped.status is Status.RESOLVED:
+    if mapped is None or mapped[0].status is Status.RESOLVED:
         return None
-    old = mapped.alerts.get(alert.fingerprint)
-    if old is None or not old.firing or alert.occurred_at < old.at:
-        return None  # unknown, already resolved, or older than the firing it would end
-    alerts = {**mapped.alerts, alert.fingerprint: replace(old, firing=False, at=alert.occurred_at)}
-    quiet = not any(s.firing for s in alerts.values())
+    inc, old = mapped
+    if not old.firing or alert.occurred_at < old.at:
+        return None  # already resolved, or older than the firing it would end
+    slot = replace(old, firing=False, at=alert.occurred_at)
+    firing = {**inc.firing, old.service: inc.firing.get(old.service, 1) - 1}
+    quiet = not any(n > 0 for n in firing.values())
     new = replace(
-        mapped,
-        alerts=alerts,
-        status=Status.QUIET if quiet else mapped.status,
+        inc,
+        firing=firing,
+        status=Status.QUIET if quiet else inc.status,
         quiet_since=now if quiet else None,
     )
-    return Change(new, joined="recovery", quiet=quiet)
+    return Change(new, slot, joined="recovery", quiet=quiet)
 
 
 def auto_resolve(inc: Incident, now: datetime, quiet_period: timedelta) -> Incident | None:

@@ -1,6 +1,12 @@
-"""An incident as a value: its alerts, services, severity and status, and its JSON form.
+"""An incident as a value: its services, severity and status, and its JSON form.
 
 Stored in Redis by `store.py`; changed only by the pure decisions of `grouping.py`.
+
+The latest word of each fingerprint (an `AlertSlot`) is stored beside the incident, one
+hash field per fingerprint, not inside it: an incident that gathers thousands of alerts
+stays a small document, and an alert reads and writes only its own slot. What decisions
+need of all slots is kept as running aggregates: how many fingerprints fire per service,
+how many there are, and the most severe slot ever seen (slots' severities only rise).
 """
 
 from __future__ import annotations
@@ -36,6 +42,28 @@ class AlertSlot:
     reason: str
     at: datetime  # when the alert that last changed `firing` happened (orders replicas' work)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "at": self.at.isoformat()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AlertSlot:
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, s: Mapping[str, Any]) -> AlertSlot:
+        return cls(
+            service=s["service"],
+            firing=s["firing"],
+            severity=Severity(s["severity"]),
+            impact=Level(s["impact"]),
+            urgency=Level(s["urgency"]),
+            reason=s["reason"],
+            at=datetime.fromisoformat(s["at"]),
+        )
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -49,7 +77,9 @@ class Incident:
     title: str
     root_cause: str
     services: tuple[str, ...]
-    alerts: Mapping[str, AlertSlot] = field(default_factory=dict)
+    worst: AlertSlot  # the most severe slot of any fingerprint, firing or not
+    firing: Mapping[str, int] = field(default_factory=dict)  # service → firing fingerprints
+    alert_count: int = 1  # fingerprints that ever joined
     quiet_since: datetime | None = None
     data_loss: bool = False
     security: bool = False
@@ -59,24 +89,25 @@ class Incident:
     @property
     def failing(self) -> tuple[str, ...]:
         """Services with a firing alert, in the order they joined."""
-        firing = {slot.service for slot in self.alerts.values() if slot.firing}
-        return tuple(s for s in self.services if s in firing)
+        return tuple(s for s in self.services if self.firing.get(s, 0) > 0)
+
+    @property
+    def any_firing(self) -> bool:
+        return any(n > 0 for n in self.firing.values())
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "alerts"
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "worst"
         }
         data["opened_at"] = self.opened_at.isoformat()
         data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
-        data["alerts"] = {
-            fp: {**asdict(slot), "at": slot.at.isoformat()} for fp, slot in self.alerts.items()
-        }
+        data["worst"] = self.worst.as_dict()
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Incident:
-        # Every new fingerprint reads the open incidents; they rarely change between two
-        # alerts, and an Incident is immutable, so the parsed value is kept by its bytes.
+        # New fingerprints of a service read its open incidents; they rarely change between
+        # two alerts, and an Incident is immutable, so the parsed value is kept by its bytes.
         return _parse_incident(raw if isinstance(raw, bytes) else raw.encode())
 
     @classmethod
@@ -93,18 +124,9 @@ class Incident:
             title=data["title"],
             root_cause=data["root_cause"],
             services=tuple(data["services"]),
-            alerts={
-                fp: AlertSlot(
-                    service=s["service"],
-                    firing=s["firing"],
-                    severity=Severity(s["severity"]),
-                    impact=Level(s["impact"]),
-                    urgency=Level(s["urgency"]),
-                    reason=s["reason"],
-                    at=datetime.fromisoformat(s["at"]),
-                )
-                for fp, s in data["alerts"].items()
-            },
+            worst=AlertSlot.from_dict(data["worst"]),
+            firing=data["firing"],
+            alert_count=data["alert_count"],
             quiet_since=datetime.fromisoformat(data["quiet_since"])
             if data.get("quiet_since")
             else None,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from services.triage import playbooks as pb
-from services.triage.classify import Classifier, alert_text
+from services.triage.classify import Classification, Classifier, alert_text
 from services.triage.grouping import (
     Change,
     GroupingPolicy,
@@ -35,7 +35,7 @@ from services.triage.outbox import (
     write_resolution,
     write_step,
 )
-from services.triage.store import Batch, Keys, TriageStore
+from services.triage.store import AlertQuery, Batch, Keys, TriageStore
 from shared.events import (
     ActionCompleted,
     AlertRaised,
@@ -87,63 +87,73 @@ class Triage:
     # Alerts ------------------------------------------------------------------------------
 
     async def on_alerts(self, events: list[Event]) -> None:
-        for event in events:
-            await self.on_alert(event)
+        """A batch of alerts, committed at once; split in halves while another replica's
+        commits keep getting in between, down to single alerts that retry on their own."""
+        alerts = [_Prepared.of(event, self) for event in events]
+        if await self._apply(alerts):
+            return
+        if len(alerts) == 1:
+            await self._until_committed(lambda: self._apply(alerts))
+            return
+        half = len(events) // 2
+        await self.on_alerts(events[:half])
+        await self.on_alerts(events[half:])
 
     async def on_alert(self, event: Event) -> None:
-        assert isinstance(event, AlertRaised)
-        alert = event
-        service = self.policy.canonical(alert.service)
-        verdict = self.classify(alert)
-        firing = alert.status is AlertStatus.FIRING
-        new_id = derived_id(alert.event_id, "incident")
+        await self.on_alerts([event])
 
-        async def attempt() -> bool:
-            now = self.now()
-            view = await self.store.read_alert(alert.event_id, alert.fingerprint, firing, now)
-            if view.done:
-                return True  # a redelivery of an alert already applied
+    async def _apply(self, alerts: list[_Prepared]) -> bool:
+        now = self.now()
+        snap = await self.store.read_alerts([a.query for a in alerts], now)
+        batch = self.store.batch()
+        for index, prepared in enumerate(alerts):
+            alert = prepared.alert
+            if snap.done(index, alert.event_id):
+                continue  # a redelivery of an alert already applied
+            mapped = snap.mapped(index, alert.fingerprint)
             change = (
                 on_firing(
-                    alert, service, verdict, view.mapped, view.candidates, now, new_id, self.policy
+                    alert,
+                    prepared.service,
+                    prepared.verdict,
+                    mapped,
+                    [] if mapped else snap.candidates(index, prepared.query.related),
+                    now,
+                    prepared.new_id,
+                    self.policy,
                 )
-                if firing
-                else on_resolved(alert, view.mapped, now)
+                if prepared.query.firing
+                else on_resolved(alert, mapped, now)
             )
             if change is None:
-                return True  # a repeat: nothing to store, nothing to say
-            run = view.run
-            if change.root_cause_changed and run is None:
-                # Safe to read apart: any change to the run bumps the version we commit on.
-                _, (raw_run,) = await self.store.read(Keys.run(change.incident.id))
-                run = pb.Run.from_json(raw_run) if raw_run else None
-            batch = self.store.batch()
+                continue  # a repeat: nothing to store, nothing to say
             # The playbook is chosen first (SeverityAssigned names it), but its writes come
             # after the severity, so the timeline reads decision → first step.
             steps: list[Callable[[Batch], None]] = []
-            change = self._playbook(steps, alert, change, run)
+            change = self._playbook(steps, alert, change, snap.runs)
             write_alert_change(batch, alert, change, self.quiet_period, now)
             for write in steps:
                 write(batch)
-            return await self.store.commit(view.version, batch)
-
-        await self._until_committed(attempt)
+            snap.apply(alert.event_id, alert.fingerprint, change, now)
+        return await self.store.commit(snap.version, batch)
 
     def _playbook(
         self,
         steps: list[Callable[[Batch], None]],
         alert: AlertRaised,
         change: Change,
-        run: pb.Run | None,
+        runs: dict[str, pb.Run],
     ) -> Change:
         """Start the playbook of a new incident, or switch to the root cause's playbook
-        while the running one has only gathered evidence."""
+        while the running one has only gathered evidence. `runs` (incident → its run) gets
+        the run started."""
         if not self.settings.playbooks_enabled:
             return change
         inc = change.incident
         if change.opened:
             spec = self.playbooks.select(inc.root_cause, alert_text(alert))
-            return self._start(steps, alert, change, spec)
+            return self._start(steps, alert, change, spec, runs)
+        run = runs.get(inc.id)
         if change.root_cause_changed and run is not None:
             current = self.playbooks.get(run.playbook)
             spec = self.playbooks.select(inc.root_cause, alert_text(alert))
@@ -153,7 +163,7 @@ class Triage:
                     f"is now {inc.root_cause}"
                 )
                 steps.append(lambda batch: write_note(batch, inc.id, note, "switch", spec.name))
-                return self._start(steps, alert, change, spec)
+                return self._start(steps, alert, change, spec, runs)
         return change
 
     def _start(
@@ -162,9 +172,10 @@ class Triage:
         alert: AlertRaised,
         change: Change,
         spec: pb.PlaybookSpec,
+        runs: dict[str, pb.Run],
     ) -> Change:
         inc = change.incident
-        run = pb.start(inc.id, spec, inc.root_cause)
+        run = runs[inc.id] = pb.start(inc.id, spec, inc.root_cause)
         request = pb.request_for(run, spec, self.settings.containers)
         # The step reacts to the decision that chose the playbook, when there is one.
         cause = derived_id(alert.event_id, "severity") if change.assigned else alert.event_id
@@ -234,7 +245,7 @@ class Triage:
                     correlation_id=inc.id,
                     by=GROUP,
                     automatic=True,
-                    note=f"all {len(inc.alerts)} alerts of the incident resolved and quiet for "
+                    note=f"all {inc.alert_count} alerts of the incident resolved and quiet for "
                     f"{self.quiet_period.total_seconds():g}s",
                 )
 
@@ -267,11 +278,36 @@ class Triage:
                 batch.zrem(Keys.QUIET, incident_id)
             return await self.store.commit(version, batch)
         run = pb.Run.from_json(raw_run) if raw_run else None
-        write_resolution(batch, new, run, announce(new) if announce else None)
+        fingerprints = await self.store.fingerprints(incident_id)
+        write_resolution(batch, new, fingerprints, run, announce(new) if announce else None)
         return await self.store.commit(version, batch)
 
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", "open_incidents": await self.store.open_count()}
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An alert with what triage makes of it before reading any state."""
+
+    alert: AlertRaised
+    service: str
+    verdict: Classification
+    new_id: str  # the incident it opens, if it opens one
+    query: AlertQuery
+
+    @classmethod
+    def of(cls, event: Event, triage: Triage) -> _Prepared:
+        assert isinstance(event, AlertRaised)
+        service = triage.policy.canonical(event.service)
+        firing = event.status is AlertStatus.FIRING
+        return cls(
+            event,
+            service,
+            triage.classify(event),
+            derived_id(event.event_id, "incident"),
+            AlertQuery(event.event_id, event.fingerprint, firing, triage.policy.related(service)),
+        )
 
 
 def build(runtime: Runtime) -> Service:

@@ -46,7 +46,9 @@ def write_alert_change(
     """State, timers and events of an alert that changed an incident."""
     inc = change.incident
     batch.set(Keys.incident(inc.id), inc.to_json())
+    batch.hset(Keys.slots(inc.id), alert.fingerprint, change.slot.to_json())
     batch.set(Keys.fingerprint(alert.fingerprint), inc.id)
+    batch.sadd(Keys.service(change.slot.service), inc.id)
     batch.sadd(Keys.OPEN, inc.id)
     if change.quiet and inc.quiet_since is not None:
         batch.zadd(Keys.QUIET, inc.id, (inc.quiet_since + quiet_period).timestamp())
@@ -137,11 +139,17 @@ def write_note(batch: Batch, incident_id: str, text: str, *key: str) -> None:
 
 
 def write_resolution(
-    batch: Batch, resolved: Incident, run: Run | None, event: IncidentResolved | None
+    batch: Batch,
+    resolved: Incident,
+    fingerprints: list[str],
+    run: Run | None,
+    event: IncidentResolved | None,
 ) -> None:
     """Close an incident: fingerprints free for new incidents, timers and playbook stopped."""
     batch.set(Keys.incident(resolved.id), resolved.to_json(), RESOLVED_TTL_S)
-    batch.delete(*(Keys.fingerprint(fp) for fp in resolved.alerts))
+    batch.delete(Keys.slots(resolved.id), *(Keys.fingerprint(fp) for fp in fingerprints))
+    for service in resolved.services:
+        batch.srem(Keys.service(service), resolved.id)
     batch.srem(Keys.OPEN, resolved.id)
     batch.hdel(Keys.LAST_SEEN, resolved.id)
     batch.zrem(Keys.QUIET, resolved.id)

@@ -7,12 +7,19 @@ bumps it. So two replicas never both open an incident for one fingerprint or bot
 one playbook step, and an event is published exactly when its state change is stored
 (a transactional outbox: a crash between the two cannot happen).
 
-A repeat of an alert that is already firing changes nothing and costs one read.
+A repeat of an alert that is already firing changes nothing and costs its share of a read.
 
-Keys (prefix `jarvis:triage:`): `version`; `incident:<id>` (JSON); `fp:<fingerprint>` → the
-open incident; `open` (set of open incident ids); `last-seen` (hash id → epoch s of the
-last firing alert); `quiet` (sorted set id → when its quiet period ends); `run:<id>`
-(the playbook run, JSON); `done:<event_id>` (an alert already applied).
+Alerts are read and committed a batch at a time: one read of everything the batch needs,
+decisions made alert by alert on the state the previous ones left (`Snapshot`), one commit.
+If another replica committed in between, the batch is split and retried.
+
+Keys (prefix `jarvis:triage:`): `version`; `incident:<id>` (JSON, without its alerts);
+`slots:<id>` (hash fingerprint → the fingerprint's latest word, JSON); `fp:<fingerprint>` →
+the open incident; `svc:<service>` (set of the open incidents the service is in: the
+candidates a new fingerprint of it or of a related service may join); `open` (set of open
+incident ids); `last-seen` (hash id → epoch s of the last firing alert); `quiet` (sorted
+set id → when its quiet period ends); `run:<id>` (the playbook run, JSON);
+`done:<event_id>` (an alert already applied).
 """
 
 from __future__ import annotations
@@ -24,13 +31,13 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from services.triage.grouping import Incident
+from services.triage.grouping import AlertSlot, Change, Incident, Mapped
 from services.triage.playbooks import Run
 from shared.bus import DATA_FIELD, as_text
 from shared.events import Event
 from shared.streams import stream_for
 
-__all__ = ["AlertView", "Batch", "Keys", "TriageStore"]
+__all__ = ["AlertQuery", "AlertRead", "Batch", "Keys", "Snapshot", "TriageStore"]
 
 DONE_TTL_S = 7 * 24 * 3600
 RESOLVED_TTL_S = 7 * 24 * 3600
@@ -52,6 +59,14 @@ class Keys:
         return f"{Keys.PREFIX}fp:{fingerprint}"
 
     @staticmethod
+    def slots(incident_id: str) -> str:
+        return f"{Keys.PREFIX}slots:{incident_id}"
+
+    @staticmethod
+    def service(service: str) -> str:
+        return f"{Keys.PREFIX}svc:{service}"
+
+    @staticmethod
     def run(incident_id: str) -> str:
         return f"{Keys.PREFIX}run:{incident_id}"
 
@@ -60,34 +75,58 @@ class Keys:
         return f"{Keys.PREFIX}done:{event_id}"
 
 
-# KEYS: version, done marker, fingerprint key. ARGV: now (epoch s), firing ("1"/"0").
-# Returns {version, done, incident id, incident json, run json, [id, json, last seen]...}.
-# A firing alert of a mapped fingerprint refreshes the incident's last-seen time.
-_READ_ALERT = f"""
+# KEYS: version. ARGV: now (epoch s), number of alerts, then for each alert: event id,
+# fingerprint, firing ("1"/"0"), how many related services follow, the related services.
+# Returns {version, per alert {done} or {0, incident id, slot json, {candidate ids}},
+# {id, incident json, last seen, run json, ...} for every incident named}. A firing alert
+# of a mapped fingerprint refreshes its incident's last-seen time.
+_READ_ALERTS = f"""
 local version = redis.call('GET', KEYS[1]) or '0'
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {{version, 1}}
-end
-local id = redis.call('GET', KEYS[3])
-if id then
-  if ARGV[2] == '1' then
-    redis.call('HSET', '{Keys.LAST_SEEN}', id, ARGV[1])
+local now, count = ARGV[1], tonumber(ARGV[2])
+local alerts, named, order = {{}}, {{}}, {{}}
+local function name(id)
+  if not named[id] then
+    named[id] = true
+    order[#order + 1] = id
   end
-  return {{version, 0, id, redis.call('GET', '{Keys.PREFIX}incident:' .. id),
-    redis.call('GET', '{Keys.PREFIX}run:' .. id)}}
 end
-local out = {{version, 0, false, false, false}}
-if ARGV[2] == '1' then
-  for _, open_id in ipairs(redis.call('SMEMBERS', '{Keys.OPEN}')) do
-    local doc = redis.call('GET', '{Keys.PREFIX}incident:' .. open_id)
-    if doc then
-      out[#out + 1] = open_id
-      out[#out + 1] = doc
-      out[#out + 1] = redis.call('HGET', '{Keys.LAST_SEEN}', open_id) or '0'
+local i = 3
+for a = 1, count do
+  local event_id, fp, firing, nrel = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local first = i + 4
+  i = first + nrel
+  if redis.call('EXISTS', '{Keys.PREFIX}done:' .. event_id) == 1 then
+    alerts[a] = {{1}}
+  else
+    local id = redis.call('GET', '{Keys.PREFIX}fp:' .. fp)
+    if id then
+      if firing == '1' then
+        redis.call('HSET', '{Keys.LAST_SEEN}', id, now)
+      end
+      name(id)
+      alerts[a] = {{0, id, redis.call('HGET', '{Keys.PREFIX}slots:' .. id, fp) or false, {{}}}}
+    else
+      local candidates = {{}}
+      if firing == '1' then
+        for r = first, first + nrel - 1 do
+          for _, open_id in ipairs(redis.call('SMEMBERS', '{Keys.PREFIX}svc:' .. ARGV[r])) do
+            candidates[#candidates + 1] = open_id
+            name(open_id)
+          end
+        end
+      end
+      alerts[a] = {{0, false, false, candidates}}
     end
   end
 end
-return out
+local incidents = {{}}
+for _, id in ipairs(order) do
+  incidents[#incidents + 1] = id
+  incidents[#incidents + 1] = redis.call('GET', '{Keys.PREFIX}incident:' .. id) or false
+  incidents[#incidents + 1] = redis.call('HGET', '{Keys.LAST_SEEN}', id) or '0'
+  incidents[#incidents + 1] = redis.call('GET', '{Keys.PREFIX}run:' .. id) or false
+end
+return {{version, alerts, incidents}}
 """
 
 # KEYS: version, then keys to GET. Returns {version, value...}.
@@ -113,13 +152,65 @@ return 1
 """
 
 
+@dataclass(frozen=True)
+class AlertQuery:
+    """What a batch read needs to know of one alert."""
+
+    event_id: str
+    fingerprint: str
+    firing: bool
+    related: Sequence[str]  # services whose open incidents a new fingerprint may join
+
+
+@dataclass(frozen=True)
+class AlertRead:
+    done: bool  # applied before: a redelivery
+    incident_id: str | None = None  # the fingerprint's open incident
+    slot: AlertSlot | None = None  # the fingerprint's slot there
+    candidates: tuple[str, ...] = ()  # open incidents of related services (new fingerprint)
+
+
 @dataclass
-class AlertView:
+class Snapshot:
+    """The state a batch of alerts was read at (one version), plus what the batch itself
+    has decided so far: each alert is decided on the state its predecessors left, and the
+    whole batch commits on the version read, or not at all."""
+
     version: str
-    done: bool
-    mapped: Incident | None = None
-    run: Run | None = None
-    candidates: list[tuple[Incident, datetime]] = field(default_factory=list)
+    reads: list[AlertRead]
+    incidents: dict[str, Incident]
+    last_seen: dict[str, datetime]
+    runs: dict[str, Run]
+    fingerprints: dict[str, str] = field(default_factory=dict)  # mapped by this batch
+    slots: dict[str, AlertSlot] = field(default_factory=dict)  # written by this batch
+    joined: dict[str, set[str]] = field(default_factory=dict)  # service → incidents (batch)
+    applied: set[str] = field(default_factory=set)  # event ids applied by this batch
+
+    def done(self, index: int, event_id: str) -> bool:
+        return self.reads[index].done or event_id in self.applied
+
+    def mapped(self, index: int, fingerprint: str) -> Mapped | None:
+        read = self.reads[index]
+        incident_id = self.fingerprints.get(fingerprint, read.incident_id)
+        slot = self.slots.get(fingerprint, read.slot)
+        incident = self.incidents.get(incident_id) if incident_id else None
+        return (incident, slot) if incident is not None and slot is not None else None
+
+    def candidates(self, index: int, related: Sequence[str]) -> list[tuple[Incident, datetime]]:
+        ids = set(self.reads[index].candidates)
+        for service in related:
+            ids |= self.joined.get(service, set())
+        return [(self.incidents[i], self.last_seen[i]) for i in ids if i in self.incidents]
+
+    def apply(self, event_id: str, fingerprint: str, change: Change, now: datetime) -> None:
+        inc = change.incident
+        self.incidents[inc.id] = inc
+        self.fingerprints[fingerprint] = inc.id
+        self.slots[fingerprint] = change.slot
+        self.joined.setdefault(change.slot.service, set()).add(inc.id)
+        if change.slot.firing:
+            self.last_seen[inc.id] = now
+        self.applied.add(event_id)
 
 
 @dataclass
@@ -175,33 +266,41 @@ class TriageStore:
     def __init__(self, redis: Redis, maxlen: int) -> None:
         self._redis = redis
         self._maxlen = maxlen
-        self._read_alert = redis.register_script(_READ_ALERT)
+        self._read_alerts = redis.register_script(_READ_ALERTS)
         self._read = redis.register_script(_READ)
         self._commit = redis.register_script(_COMMIT)
 
     def batch(self) -> Batch:
         return Batch(self._maxlen)
 
-    async def read_alert(
-        self, event_id: str, fingerprint: str, firing: bool, now: datetime
-    ) -> AlertView:
-        res = await self._read_alert(
-            keys=[Keys.VERSION, Keys.done(event_id), Keys.fingerprint(fingerprint)],
-            args=[repr(now.timestamp()), "1" if firing else "0"],
-        )
-        version = as_text(res[0])
-        if int(res[1]):
-            return AlertView(version, True)
-        view = AlertView(version, False)
-        if res[2]:
-            view.mapped = Incident.from_json(res[3]) if res[3] else None
-            view.run = Run.from_json(res[4]) if res[4] else None
-            return view
-        rest = res[5:]
-        for i in range(0, len(rest), 3):
-            seen = datetime.fromtimestamp(float(as_text(rest[i + 2])), UTC)
-            view.candidates.append((Incident.from_json(rest[i + 1]), seen))
-        return view
+    async def read_alerts(self, queries: Sequence[AlertQuery], now: datetime) -> Snapshot:
+        """Everything deciding `queries` needs, read at one version (one round trip)."""
+        args: list[str] = [repr(now.timestamp()), str(len(queries))]
+        for q in queries:
+            args += [q.event_id, q.fingerprint, "1" if q.firing else "0", str(len(q.related))]
+            args += q.related
+        version, alerts, named = await self._read_alerts(keys=[Keys.VERSION], args=args)
+        reads = [
+            AlertRead(True)
+            if int(a[0])
+            else AlertRead(
+                False,
+                as_text(a[1]) if a[1] else None,
+                AlertSlot.from_json(a[2]) if a[2] else None,
+                tuple(as_text(c) for c in a[3]),
+            )
+            for a in alerts
+        ]
+        snapshot = Snapshot(as_text(version), reads, {}, {}, {})
+        for i in range(0, len(named), 4):
+            incident_id = as_text(named[i])
+            doc, seen, run = named[i + 1], named[i + 2], named[i + 3]
+            if doc:
+                snapshot.incidents[incident_id] = Incident.from_json(doc)
+                snapshot.last_seen[incident_id] = datetime.fromtimestamp(float(as_text(seen)), UTC)
+            if run:
+                snapshot.runs[incident_id] = Run.from_json(run)
+        return snapshot
 
     async def read(self, *keys: str) -> tuple[str, list[bytes | None]]:
         """The version and the values of `keys`, read at one instant."""
@@ -214,6 +313,11 @@ class TriageStore:
             return True
         payload = json.dumps(batch.commands, separators=(",", ":"))
         return bool(int(await self._commit(keys=[Keys.VERSION], args=[version, payload])))
+
+    async def fingerprints(self, incident_id: str) -> list[str]:
+        """The fingerprints that joined an incident. Read apart from a version: every change
+        to them bumps the version that the caller's commit is conditional on."""
+        return [as_text(fp) for fp in await self._redis.hkeys(Keys.slots(incident_id))]
 
     async def due_quiet(self, now: datetime, limit: int = 100) -> Sequence[str]:
         due = await self._redis.zrangebyscore(

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from services.triage.classify import Classification
 from services.triage.grouping import (
+    Change,
     GroupingPolicy,
     Incident,
+    Mapped,
     Status,
     auto_resolve,
     on_firing,
@@ -34,12 +36,18 @@ def fire(
     return alert, verdict(impact)
 
 
-def open_one(service: str = "backend", fp: str = "fp-1", impact: Level = Level.MEDIUM) -> Incident:
+def open_one(service: str = "backend", fp: str = "fp-1", impact: Level = Level.MEDIUM) -> Mapped:
+    """A new incident, with the opening fingerprint's slot there."""
     alert, v = fire(service, fp, impact)
     change = on_firing(alert, POLICY.canonical(service), v, None, [], T0, "inc-1", POLICY)
     assert change is not None
     assert change.opened
-    return change.incident
+    return change.incident, change.slot
+
+
+def mapped(change: Change | None) -> Mapped:
+    assert change is not None
+    return change.incident, change.slot
 
 
 def test_canonical_service_names() -> None:
@@ -51,7 +59,7 @@ def test_canonical_service_names() -> None:
 
 
 def test_opening_records_everything() -> None:
-    inc = open_one()
+    inc, _slot = open_one()
     assert (inc.status, inc.severity, inc.root_cause, inc.services) == (
         Status.OPEN,
         Severity.P2,
@@ -62,15 +70,15 @@ def test_opening_records_everything() -> None:
 
 
 def test_repeat_of_a_firing_alert_changes_nothing() -> None:
-    inc = open_one()
+    inc, slot = open_one()
     alert, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=5))
-    assert on_firing(alert, "backend", v, inc, [], T0, "x", POLICY) is None
+    assert on_firing(alert, "backend", v, (inc, slot), [], T0, "x", POLICY) is None
     milder, low = fire("backend", "fp-1", Level.LOW)
-    assert on_firing(milder, "backend", low, inc, [], T0, "x", POLICY) is None
+    assert on_firing(milder, "backend", low, (inc, slot), [], T0, "x", POLICY) is None
 
 
 def test_same_service_joins_only_within_the_window() -> None:
-    inc = open_one()
+    inc, _slot = open_one()
     alert, v = fire("backend", "fp-2")
     inside = on_firing(
         alert, "backend", v, None, [(inc, T0)], T0 + timedelta(seconds=299), "n", POLICY
@@ -86,7 +94,7 @@ def test_same_service_joins_only_within_the_window() -> None:
 
 
 def test_dependency_down_becomes_the_root_cause() -> None:
-    inc = open_one("backend", impact=Level.MEDIUM)
+    inc, _slot = open_one("backend", impact=Level.MEDIUM)
     alert, v = fire("sutazai-postgres", "fp-pg", Level.HIGH)
     change = on_firing(alert, "postgres", v, None, [(inc, T0)], T0, "n", POLICY)
     assert change is not None
@@ -99,7 +107,7 @@ def test_dependency_down_becomes_the_root_cause() -> None:
 
 
 def test_dependent_failing_later_keeps_the_root_cause() -> None:
-    inc = open_one("postgres", "fp-pg", Level.HIGH)
+    inc, _slot = open_one("postgres", "fp-pg", Level.HIGH)
     alert, v = fire("backend", "fp-b", Level.MEDIUM)
     change = on_firing(alert, "backend", v, None, [(inc, T0)], T0, "n", POLICY)
     assert change is not None
@@ -111,7 +119,7 @@ def test_dependent_failing_later_keeps_the_root_cause() -> None:
 
 
 def test_unrelated_services_open_separate_incidents() -> None:
-    inc = open_one("postgres", "fp-pg")
+    inc, _slot = open_one("postgres", "fp-pg")
     alert, v = fire("grafana", "fp-g")
     change = on_firing(alert, "grafana", v, None, [(inc, T0)], T0, "n", POLICY)
     assert change is not None
@@ -119,18 +127,16 @@ def test_unrelated_services_open_separate_incidents() -> None:
 
 
 def test_several_failing_systems_raise_one_level_and_recoveries_never_lower() -> None:
-    inc = open_one("postgres", "fp-pg", Level.MEDIUM)
+    inc, slot = open_one("postgres", "fp-pg", Level.MEDIUM)
     for service in ("backend", "redis"):
         alert, v = fire(service, f"fp-{service}", Level.MEDIUM)
-        change = on_firing(alert, service, v, None, [(inc, T0)], T0, "n", POLICY)
-        assert change is not None
-        inc = change.incident
+        inc, slot = mapped(on_firing(alert, service, v, None, [(inc, T0)], T0, "n", POLICY))
     assert inc.severity is Severity.P1
     assert inc.reason == "3 systems failing at once (backend, postgres, redis)"
     resolved = AlertRaised(
         fingerprint="fp-redis", service="redis", status=AlertStatus.RESOLVED, occurred_at=T0
     )
-    after = on_resolved(resolved, inc, T0)
+    after = on_resolved(resolved, (inc, slot), T0)
     assert after is not None
     assert after.incident.severity is Severity.P1
     assert after.assigned is None
@@ -143,18 +149,18 @@ def test_root_cause_picks_the_deepest_failing_service() -> None:
 
 
 def test_quiet_period_and_reopen() -> None:
-    inc = open_one()
+    inc, slot = open_one()
     resolved = AlertRaised(
         fingerprint="fp-1", service="backend", status=AlertStatus.RESOLVED, occurred_at=T0
     )
-    quiet = on_resolved(resolved, inc, T0 + timedelta(seconds=10))
+    quiet = on_resolved(resolved, (inc, slot), T0 + timedelta(seconds=10))
     assert quiet is not None
     assert quiet.quiet
     assert quiet.incident.status is Status.QUIET
     period = timedelta(seconds=60)
     assert auto_resolve(quiet.incident, T0 + timedelta(seconds=69), period) is None
     refire, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=20))
-    reopened = on_firing(refire, "backend", v, quiet.incident, [], T0, "x", POLICY)
+    reopened = on_firing(refire, "backend", v, mapped(quiet), [], T0, "x", POLICY)
     assert reopened is not None
     assert reopened.reopened
     assert reopened.incident.status is Status.OPEN
@@ -165,28 +171,28 @@ def test_quiet_period_and_reopen() -> None:
 
 
 def test_out_of_order_updates_from_replicas_are_ignored() -> None:
-    inc = open_one()  # firing at T0
+    inc, slot = open_one()  # firing at T0
     late_resolve = AlertRaised(
         fingerprint="fp-1",
         service="backend",
         status=AlertStatus.RESOLVED,
         occurred_at=T0 - timedelta(seconds=1),
     )
-    assert on_resolved(late_resolve, inc, T0) is None
+    assert on_resolved(late_resolve, (inc, slot), T0) is None
     resolve = AlertRaised(
         fingerprint="fp-1",
         service="backend",
         status=AlertStatus.RESOLVED,
         occurred_at=T0 + timedelta(seconds=5),
     )
-    quiet = on_resolved(resolve, inc, T0)
+    quiet = on_resolved(resolve, (inc, slot), T0)
     assert quiet is not None
     stale_fire, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=3))
-    assert on_firing(stale_fire, "backend", v, quiet.incident, [], T0, "x", POLICY) is None
+    assert on_firing(stale_fire, "backend", v, mapped(quiet), [], T0, "x", POLICY) is None
 
 
 def test_operator_resolution_is_idempotent() -> None:
-    inc = open_one()
+    inc, slot = open_one()
     done = operator_resolve(inc, "alice")
     assert done is not None
     assert done.resolved_by == "alice"
@@ -194,7 +200,7 @@ def test_operator_resolution_is_idempotent() -> None:
     assert (
         on_resolved(
             AlertRaised(fingerprint="fp-1", service="backend", status=AlertStatus.RESOLVED),
-            done,
+            (done, slot),
             T0,
         )
         is None
@@ -202,9 +208,44 @@ def test_operator_resolution_is_idempotent() -> None:
 
 
 def test_data_loss_flag_is_kept_and_announced() -> None:
-    inc = open_one("postgres", "fp-pg", Level.HIGH)
+    inc, _slot = open_one("postgres", "fp-pg", Level.HIGH)
     alert, _ = fire("postgres", "fp-loss", data_loss=True)
-    change = on_firing(alert, "postgres", verdict(Level.HIGH, Level.HIGH), inc, [], T0, "x", POLICY)
+    change = on_firing(
+        alert, "postgres", verdict(Level.HIGH, Level.HIGH), None, [(inc, T0)], T0, "x", POLICY
+    )
     assert change is not None
     assert change.incident.data_loss
     assert change.incident.severity is Severity.P0
+
+
+def test_related_services_are_the_candidates_choose_incident_can_pick() -> None:
+    # Transitive both ways: backend depends on postgres; grafana's chain reaches loki.
+    assert "postgres" in POLICY.related("backend")
+    assert "backend" in POLICY.related("postgres")
+    assert "loki" in POLICY.related("grafana")
+    assert "grafana" not in POLICY.related("postgres")
+    assert POLICY.related("unknown-service") == ("unknown-service",)
+    for service, relatives in POLICY.relatives.items():
+        for other in POLICY.relatives:
+            related = POLICY.depends_on(service, other) or POLICY.depends_on(other, service)
+            assert (other in relatives) == (related or other == service)
+
+
+def test_incident_counts_firing_fingerprints_and_keeps_the_worst_slot() -> None:
+    inc, slot = open_one("backend", "fp-1", Level.MEDIUM)
+    alert, v = fire("backend", "fp-2", Level.HIGH)
+    both = mapped(on_firing(alert, "backend", v, None, [(inc, T0)], T0, "n", POLICY))
+    assert (both[0].firing, both[0].alert_count) == ({"backend": 2}, 2)
+    assert both[0].worst == both[1]  # fp-2's slot is the more severe one
+    resolved = AlertRaised(
+        fingerprint="fp-1", service="backend", status=AlertStatus.RESOLVED, occurred_at=T0
+    )
+    one_left = on_resolved(resolved, (both[0], slot), T0)
+    assert one_left is not None
+    assert not one_left.quiet  # fp-2 still fires
+    assert (one_left.incident.firing, one_left.incident.failing) == ({"backend": 1}, ("backend",))
+    assert one_left.incident.worst == both[1]  # a recovery never lowers the worst
+    refire, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=1))
+    again = on_firing(refire, "backend", v, mapped(one_left), [], T0, "x", POLICY)
+    assert again is not None
+    assert (again.incident.firing, again.incident.alert_count) == ({"backend": 2}, 2)
