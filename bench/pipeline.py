@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,27 @@ async def raw_ceiling(redis: Redis, count: int, batch: int = 100) -> float:
     elapsed = time.perf_counter() - started
     await redis.delete(key)
     return count / elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time each named process used between `start` and `per_item`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def per_item(self, items: int) -> str:
+        used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        return ", ".join(f"{name} {sec / items * 1e6:,.0f}" for name, sec in used.items())
 
 
 async def drained(redis: Redis) -> bool:
@@ -194,12 +216,17 @@ async def run(args: argparse.Namespace) -> int:
         redis = Redis.from_url(cluster.redis_url)
         ceiling = await raw_ceiling(redis, 20_000 if quick else 100_000)
         detector = cluster.add("detector", JARVIS_DETECTOR__PROBES_ENABLED="false")
-        cluster.add("triage")
-        cluster.add("recorder")
+        processes = {"detector": detector, "triage": cluster.add("triage")}
+        processes["recorder"] = cluster.add("recorder")
+        pids = {name: proc.pid for name, proc in processes.items()}
+        assert cluster.redis is not None
+        meter = CpuMeter({**pids, "redis": cluster.redis.pid})
         rows: list[tuple[str, str, str]] = []
 
         n = 2_000 if quick else 20_000
+        meter.start()
         e2e, ingest = await throughput(detector.url, redis, n)
+        cpu = meter.per_item(n)
         rows.append(
             (
                 f"throughput, {n:,} unique alerts",
@@ -228,6 +255,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         await redis.aclose()
 
+    print(f"\nCPU µs per unique alert in the throughput run: {cpu}")
     print(f"\nraw Redis Streams ceiling (XADD+XREADGROUP+XACK, batches of 100): {ceiling:,.0f}/s")
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:

@@ -1,6 +1,7 @@
 """Benchmark: an alert storm through triage, against the raw Redis Streams ceiling.
 
-    python -m bench.triage_storm [--alerts 100000] [--fingerprints 100] [--redis-url URL]
+    python -m bench.triage_storm [--alerts 100000] [--fingerprints 100] [--services N]
+                                 [--redis-url URL]
 
 Both figures are measured in the same run on the same Redis server (an embedded
 redis-server unless --redis-url / REDIS_URL names one; the bench flushes that database):
@@ -14,7 +15,7 @@ redis-server unless --redis-url / REDIS_URL names one; the bench flushes that da
   published the same way and the clock stops when the group has acknowledged the last one.
 
 Prints drain time, alerts/s and triage's share of the ceiling; checks that the storm
-ended in exactly one incident per fingerprint (each on its own service).
+ended in exactly one incident per service (by default each fingerprint has its own).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ _CHUNK = 1000
 _NOOP_GROUP = "bench-noop"
 
 
-def _payloads(alerts: int, fingerprints: int) -> list[str]:
+def _payloads(alerts: int, fingerprints: int, services: int) -> list[str]:
     levels = (Level.LOW, Level.MEDIUM, Level.HIGH)
     return [
         AlertRaised(
             fingerprint=f"bench-fp-{i % fingerprints}",
-            service=f"bench-svc-{i % fingerprints}",
+            service=f"bench-svc-{i % services}",
             check="load",
             summary="queue depth above threshold",
             impact=levels[(i // fingerprints) % 3],
@@ -133,7 +134,7 @@ async def _hosted(
         await redis.aclose()
 
 
-async def _run(alerts: int, fingerprints: int, url: str | None) -> int:
+async def _run(alerts: int, fingerprints: int, services: int, url: str | None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("faststream").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="jarvis-bench-") as tmp:
@@ -143,7 +144,7 @@ async def _run(alerts: int, fingerprints: int, url: str | None) -> int:
         try:
             redis = Redis.from_url(url)
             await redis.flushdb()
-            payloads = _payloads(alerts, fingerprints)
+            payloads = _payloads(alerts, fingerprints, services)
             raw_s = await _ceiling(redis, payloads)
             noop_s = await _hosted(url, Path(tmp), payloads, _noop)
             triage_s = await _hosted(url, Path(tmp), payloads, triage.build)
@@ -156,15 +157,15 @@ async def _run(alerts: int, fingerprints: int, url: str | None) -> int:
         finally:
             if server:
                 server.stop()
-    print(f"alert storm: {alerts} alerts over {fingerprints} fingerprints")
+    print(f"alert storm: {alerts} alerts over {fingerprints} fingerprints of {services} services")
     print(f"  raw Redis Streams ceiling : {raw_s:8.2f} s  {alerts / raw_s:10.0f} alerts/s")
     print(f"  consumer layer, no-op     : {noop_s:8.2f} s  {alerts / noop_s:10.0f} alerts/s")
     print(f"  triage                    : {triage_s:8.2f} s  {alerts / triage_s:10.0f} alerts/s")
     print(f"  triage / ceiling          : {raw_s / triage_s:8.1%}")
     print(f"  triage / no-op consumer   : {noop_s / triage_s:8.1%}")
     print(f"  incidents open: {incidents}, opened (SeverityAssigned): {opened}")
-    ok = incidents == fingerprints and opened == fingerprints
-    print("  check: " + ("one incident per fingerprint" if ok else "UNEXPECTED incident count"))
+    ok = incidents == services and opened == services
+    print("  check: " + ("one incident per service" if ok else "UNEXPECTED incident count"))
     return 0 if ok else 1
 
 
@@ -172,9 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.triage_storm", description=__doc__)
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--fingerprints", type=int, default=100)
+    parser.add_argument(
+        "--services",
+        type=int,
+        help="services the fingerprints belong to (default: one each); must divide them",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     args = parser.parse_args(argv)
-    return asyncio.run(_run(args.alerts, args.fingerprints, args.redis_url))
+    services = args.services or args.fingerprints
+    if args.fingerprints % services:
+        parser.error("--services must divide --fingerprints")
+    return asyncio.run(_run(args.alerts, args.fingerprints, services, args.redis_url))
 
 
 if __name__ == "__main__":

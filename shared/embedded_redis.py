@@ -53,6 +53,12 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("redis-server is not started")
+        return self._proc.pid
+
     def start(self, timeout_s: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,7 +43,16 @@ class AlertSlot:
     at: datetime  # when the alert that last changed `firing` happened (orders replicas' work)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "at": self.at.isoformat()}
+        # Written for every alert: spelled out, as dataclasses.asdict deep-copies.
+        return {
+            "service": self.service,
+            "firing": self.firing,
+            "severity": self.severity.value,
+            "impact": self.impact.value,
+            "urgency": self.urgency.value,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), separators=(",", ":"))

@@ -31,6 +31,7 @@ from services.triage.outbox import (
     GROUP,
     derived_id,
     write_alert_change,
+    write_incidents,
     write_note,
     write_resolution,
     write_step,
@@ -135,6 +136,7 @@ class Triage:
             for write in steps:
                 write(batch)
             snap.apply(alert.event_id, alert.fingerprint, change, now)
+        write_incidents(batch, snap.changed())
         return await self.store.commit(snap.version, batch)
 
     def _playbook(

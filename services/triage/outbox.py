@@ -7,6 +7,7 @@ very same events, and the recorder stores each once.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from services.triage.grouping import Change, Incident
@@ -27,6 +28,7 @@ __all__ = [
     "GROUP",
     "derived_id",
     "write_alert_change",
+    "write_incidents",
     "write_note",
     "write_resolution",
     "write_step",
@@ -43,9 +45,9 @@ def derived_id(*parts: str) -> str:
 def write_alert_change(
     batch: Batch, alert: AlertRaised, change: Change, quiet_period: timedelta, now: datetime
 ) -> None:
-    """State, timers and events of an alert that changed an incident."""
+    """State, timers and events of an alert that changed an incident. The incident itself
+    is written once per batch by `write_incidents`, whatever number of alerts changed it."""
     inc = change.incident
-    batch.set(Keys.incident(inc.id), inc.to_json())
     batch.hset(Keys.slots(inc.id), alert.fingerprint, change.slot.to_json())
     batch.set(Keys.fingerprint(alert.fingerprint), inc.id)
     batch.sadd(Keys.service(change.slot.service), inc.id)
@@ -75,6 +77,11 @@ def write_alert_change(
                 + (f"; probable root cause: {inc.root_cause}" if change.root_cause_changed else ""),
             )
         )
+
+
+def write_incidents(batch: Batch, incidents: Iterable[Incident]) -> None:
+    for inc in incidents:
+        batch.set(Keys.incident(inc.id), inc.to_json())
 
 
 def _assigned(alert: AlertRaised, change: Change) -> SeverityAssigned:

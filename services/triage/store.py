@@ -185,6 +185,7 @@ class Snapshot:
     slots: dict[str, AlertSlot] = field(default_factory=dict)  # written by this batch
     joined: dict[str, set[str]] = field(default_factory=dict)  # service → incidents (batch)
     applied: set[str] = field(default_factory=set)  # event ids applied by this batch
+    touched: dict[str, None] = field(default_factory=dict)  # incidents changed, in order
 
     def done(self, index: int, event_id: str) -> bool:
         return self.reads[index].done or event_id in self.applied
@@ -202,9 +203,14 @@ class Snapshot:
             ids |= self.joined.get(service, set())
         return [(self.incidents[i], self.last_seen[i]) for i in ids if i in self.incidents]
 
+    def changed(self) -> list[Incident]:
+        """The incidents this batch changed, as they are now."""
+        return [self.incidents[i] for i in self.touched]
+
     def apply(self, event_id: str, fingerprint: str, change: Change, now: datetime) -> None:
         inc = change.incident
         self.incidents[inc.id] = inc
+        self.touched[inc.id] = None
         self.fingerprints[fingerprint] = inc.id
         self.slots[fingerprint] = change.slot
         self.joined.setdefault(change.slot.service, set()).add(inc.id)
