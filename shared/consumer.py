@@ -148,8 +148,10 @@ class StreamConsumer:
     """One stream read by one group through FastStream, with the guarantees above.
 
     Give `handler` for one event at a time, or `batch_handler` for up to `max_records`
-    events at once (one transaction, one XACK): the batch is acknowledged only when the
-    whole batch succeeded. Entries retried by the reclaimer come one at a time.
+    events at once (one transaction): the batch is acknowledged only when the whole batch
+    succeeded. Either way entries are read and acknowledged in batches (one XACK); with
+    `handler`, an entry it fails on stays pending alone. Entries retried by the reclaimer
+    come one at a time.
     """
 
     def __init__(
@@ -167,25 +169,24 @@ class StreamConsumer:
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
-        batch = batch_handler is not None
         self.spec = spec
         self.group = group
         self._redis = redis
         self._bus = bus
         self._settings = settings
-        if batch_handler is None:
-            assert handler is not None
-            batch_handler = _one_by_one(handler)
+        self._handler = handler
         self._handle_batch = batch_handler
         self._history_prefix = f"jarvis:history:{group}:{spec.key}"
 
-        # Two FastStream subscribers: new entries, and entries left pending too long.
+        # Two FastStream subscribers: new entries, and entries left pending too long. New
+        # entries are read in batches whichever the handler: FastStream's per-message path
+        # costs more than most handlers, and a batch is acknowledged with one XACK.
         self._reader = broker.subscriber(
             stream=StreamSub(
                 spec.key,
                 group=group,
                 consumer=consumer,
-                batch=batch,
+                batch=True,
                 max_records=settings.max_records,
                 polling_interval=settings.block_ms,
             ),
@@ -206,20 +207,11 @@ class StreamConsumer:
             title=f"{group}:{spec.key}:reclaim",
         )
 
-        if batch:
+        async def on_new_batch(msg: RedisBatchStreamMessage) -> None:
+            raw = msg.raw_message
+            await self._process(msg, raw["message_ids"], _fields(raw), reclaimed=False)
 
-            async def on_new_batch(msg: RedisBatchStreamMessage) -> None:
-                raw = msg.raw_message
-                await self._process(msg, raw["message_ids"], _fields(raw), reclaimed=False)
-
-            self._reader(on_new_batch)
-        else:
-
-            async def on_new(msg: RedisStreamMessage) -> None:
-                raw = msg.raw_message
-                await self._process(msg, raw["message_ids"], [_fields(raw)], reclaimed=False)
-
-            self._reader(on_new)
+        self._reader(on_new_batch)
 
         async def on_reclaimed(msg: RedisStreamMessage) -> None:
             raw = msg.raw_message
@@ -270,20 +262,44 @@ class StreamConsumer:
             events.append(event)
             good_ids.append(entry_id)
 
-        if events:
+        failures = await self._handle(events, good_ids) if events else []
+        if not failures:
+            await msg.ack()
+        else:
+            # Failed entries stay pending on purpose: the reclaimer retries them after
+            # reclaim_idle_ms. Everything else of the batch is acknowledged.
+            failed = {entry_id for entry_id, _ in failures}
+            done = [raw_id for raw_id in ids if raw_id.decode() not in failed]
+            if done:
+                await self._redis.xack(stream, self.group, *done)
+            for error, entry_ids in _by_error(failures):
+                await self._record_failure(entry_ids, error)
+        ok = len(events) - len(failures)
+        CONSUMED.labels(self.group, stream, "ok").inc(ok)
+        HANDLE_SECONDS.labels(self.group, stream).observe(time.perf_counter() - started)
+
+    async def _handle(
+        self, events: list[Event], entry_ids: list[str]
+    ) -> list[tuple[str, Exception]]:
+        """Run the handler; the entries it failed on, with the error."""
+        if self._handle_batch is not None:
             try:
                 await self._handle_batch(events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Left pending on purpose: the reclaimer retries after reclaim_idle_ms.
-                await self._record_failure(good_ids, exc)
-                if rejected:
-                    await self._redis.xack(stream, self.group, *rejected)
-                return
-        await msg.ack()
-        CONSUMED.labels(self.group, stream, "ok").inc(len(events))
-        HANDLE_SECONDS.labels(self.group, stream).observe(time.perf_counter() - started)
+                return [(entry_id, exc) for entry_id in entry_ids]
+            return []
+        assert self._handler is not None
+        failures: list[tuple[str, Exception]] = []
+        for event, entry_id in zip(events, entry_ids, strict=True):
+            try:
+                await self._handler(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures.append((entry_id, exc))
+        return failures
 
     async def _give_up(self, msg: Any, entry_id: str, fields: dict[bytes, bytes]) -> bool:
         """Dead-letter a reclaimed entry that keeps failing; True if it was."""
@@ -359,12 +375,12 @@ class StreamConsumer:
         return repaired
 
 
-def _one_by_one(handler: Handler) -> BatchHandler:
-    async def handle(events: list[Event]) -> None:
-        for event in events:
-            await handler(event)
-
-    return handle
+def _by_error(failures: list[tuple[str, Exception]]) -> list[tuple[Exception, list[str]]]:
+    """Failures grouped by the exception object (a batch handler's one error for all)."""
+    groups: dict[int, tuple[Exception, list[str]]] = {}
+    for entry_id, exc in failures:
+        groups.setdefault(id(exc), (exc, []))[1].append(entry_id)
+    return list(groups.values())
 
 
 _RAW_FIELDS = "jarvis_raw_fields"

@@ -182,6 +182,42 @@ async def test_batch_handler_gets_many_events_and_acks_them_together(
     assert await redis.xlen(DEAD_LETTER) == 1
 
 
+async def test_a_failing_entry_of_a_batch_read_stays_pending_alone(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    # A per-event handler reads in batches too; the others of the batch are acknowledged.
+    seen: list[str] = []
+    pending_seen: list[int] = []
+
+    def build(runtime: Runtime) -> Service:
+        async def handle(event: Event) -> None:
+            assert isinstance(event, AlertRaised)
+            if event.service == "s3" and not pending_seen:
+                raise RuntimeError("s3 fails once")
+            seen.append(event.service)
+
+        return Service(name="each", consumers=[runtime.consume(ALERTS, "test", handle)])
+
+    pipe = redis.pipeline()
+    for i in range(6):
+        pipe.xadd(ALERTS.key, {"__data__": AlertRaised(service=f"s{i}").to_json()})
+    entry_ids = [i.decode() for i in await pipe.execute()]
+    settings = make_settings(consumer={"reclaim_idle_ms": 1500})
+    async with running(settings, [build]):
+        await eventually(lambda: _async(len(seen) == 5))
+        pending_seen.append(await _pending(redis))  # before the reclaimer's retry
+        await eventually(lambda: _async(len(seen) == 6), timeout=15)
+        await eventually(lambda: _async_pending_is(redis, 0))
+    assert pending_seen == [1]
+    assert seen == ["s0", "s1", "s2", "s4", "s5", "s3"]
+    # The failure is in the failing entry's history only.
+    histories = [
+        await redis.lrange(f"jarvis:history:test:{ALERTS.key}:{i}", 0, -1) for i in entry_ids
+    ]
+    assert [len(h) for h in histories] == [0, 0, 0, 1, 0, 0]
+    assert b"s3 fails once" in histories[3][0]
+
+
 async def test_retryable_failures_never_dead_letter_a_good_event(
     redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
