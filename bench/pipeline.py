@@ -133,7 +133,7 @@ async def throughput(detector_url: str, redis: Redis, count: int) -> tuple[float
 
 
 async def latency(
-    detector_url: str, database_url: str, rate: int, seconds: float
+    detector_url: str, redis: Redis, database_url: str, rate: int, seconds: float
 ) -> tuple[float, float, float, int]:
     """Alerts at `rate`/s: from the alert's occurred_at to triage's answer (SeverityAssigned
     or AlertCorrelated) stored by the recorder; (p50, p95, p99 ms, samples)."""
@@ -154,7 +154,7 @@ async def latency(
             delay = started + (sent / rate) - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-    await asyncio.sleep(2)
+    await wait_drained(redis, timeout_s=300)  # every alert's sample, however late
     engine = create_async_engine(database_url)
     async with engine.connect() as conn:
         rows = (
@@ -163,7 +163,7 @@ async def latency(
                     "SELECT a.occurred_at, s.recorded_at FROM events s "
                     "JOIN events a ON a.event_id = s.causation_id "
                     "WHERE s.event_type IN ('SeverityAssigned', 'AlertCorrelated') "
-                    "AND a.payload LIKE :run"
+                    "AND CAST(a.payload AS TEXT) LIKE :run"
                 ),
                 {"run": f"%bench-{run}-%"},
             )
@@ -235,7 +235,7 @@ async def run(args: argparse.Namespace) -> int:
             )
         )
         rate, seconds = (200, 5.0) if quick else (500, 60.0)
-        p50, p95, p99, samples = await latency(detector.url, database_url, rate, seconds)
+        p50, p95, p99, samples = await latency(detector.url, redis, database_url, rate, seconds)
         rows.append(
             (
                 f"latency at {rate}/s for {seconds:.0f}s ({samples:,} samples)",
