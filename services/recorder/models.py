@@ -104,6 +104,12 @@ class AlertOccurrenceRow(Base):
             sqlite_where=text("is_current"),
             postgresql_where=text("is_current"),
         ),
+        Index(
+            "ix_alert_occurrences_current_fingerprint",
+            "fingerprint",
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
         Index("ix_alert_occurrences_first", "first_event_id"),
         Index("ix_alert_occurrences_incident", "incident_id"),
     )

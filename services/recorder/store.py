@@ -1,13 +1,18 @@
 """The recorder's write path: every event once, alert storms counted, incidents projected.
 
-`record` runs in one transaction per event:
+`record_many` handles a batch in one transaction, in three steps:
 
-1. a redelivered event is recognised (timeline row or dedup ledger) and changes nothing;
-2. an alert that repeats the current run of its fingerprint in the same status is only
-   counted (`alert_occurrences`), everything else becomes a timeline row;
-3. an alert and the triage event that reacts to it (causation_id) are linked to the
-   incident whichever arrives first;
-4. the incident projection is updated (`projection.py` decides how).
+1. read what the batch needs in a few queries (`_BatchView`): ids already stored, the
+   incident of events triage already reacted to, the current runs of the batch's alerts
+   and the incidents it touches (locked until commit);
+2. decide every event in order, in memory (`_Batch`), exactly as if they came one by one:
+   - a redelivered event is recognised (timeline row or dedup ledger) and changes nothing;
+   - an alert that repeats the current run of its fingerprint in the same status is only
+     counted (`alert_occurrences`), everything else becomes a timeline row;
+   - an alert and the triage event that reacts to it (causation_id) are linked to the
+     incident whichever arrives first;
+   - the incident projection is updated (`projection.py` decides how);
+3. write the outcome with a few statements per table (`TimelineStore._write`).
 """
 
 from __future__ import annotations
@@ -15,12 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,11 +62,26 @@ from shared.events import (
 
 __all__ = ["Outcome", "TimelineStore"]
 
+_EVENTS = cast(Table, EventRow.__table__)
+_RUNS = cast(Table, AlertOccurrenceRow.__table__)
+_PROCESSED = cast(Table, ProcessedEventRow.__table__)
+_SERVICES = cast(Table, IncidentServiceRow.__table__)
+# The condition of the partial index of current runs, spelled as the index spells it:
+# SQLite uses a partial index only for that very term (not `is_current = 1`).
+_CURRENT = text("alert_occurrences.is_current")
+# A batch's writes raced a writer outside this process (another replica on SQLite):
+# the transaction is rolled back and the batch decided again on fresh reads.
+_ATTEMPTS = 5
+
 
 class Outcome(enum.StrEnum):
     STORED = "stored"  # a new timeline row
     COUNTED = "counted"  # a repeat of an alert run
     DUPLICATE = "duplicate"  # seen before: nothing changed
+
+
+class _Raced(Exception):
+    """Another transaction stored some of the batch's events first."""
 
 
 class TimelineStore:
@@ -86,49 +115,18 @@ class TimelineStore:
 
     async def record_many(self, events: list[Event]) -> list[Outcome]:
         """Store a batch in one transaction: all of it, or (on error) none of it."""
-        async with self._sqlite_writer, self.sessions.begin() as session:
-            await self._serialize(session, events)
-            batch = await _BatchView.load(session, events)
-            return [await self._record_in(session, event, batch) for event in events]
-
-    async def _record_in(self, session: AsyncSession, event: Event, batch: _BatchView) -> Outcome:
-        if event.event_id in batch.seen:
-            return Outcome.DUPLICATE
-        if isinstance(event, AlertRaised | AlertCorrelated) and await self._count_repeat(
-            session, event, batch
-        ):
-            batch.seen.add(event.event_id)
-            return Outcome.COUNTED
-        incident_id = event.incident_id or batch.reactions.get(event.event_id)
-        inserted = await session.execute(
-            self._insert(EventRow)
-            .values(
-                event_id=event.event_id,
-                event_type=event.event_type,
-                incident_id=incident_id,
-                causation_id=event.causation_id,
-                action_id=_action_id(event),
-                occurred_at=event.occurred_at,
-                recorded_at=self._now(),
-                payload=event.model_dump(mode="json"),
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-        )
-        if not inserted.rowcount:  # type: ignore[attr-defined]  # CursorResult
-            return Outcome.DUPLICATE  # a concurrent delivery stored it first
-        batch.seen.add(event.event_id)
-        if isinstance(event, AlertRaised | AlertCorrelated):
-            # A status change starts a new run; the previous one stays as history.
-            current = batch.current_run(_run_key(event))
-            if current is not None:
-                current.is_current = False
-            batch.runs[_run_key(event)] = self._start_run(session, event, incident_id)
-        if event.incident_id and event.causation_id:
-            batch.reactions.setdefault(event.causation_id, event.incident_id)
-            await self._link_cause(session, event.causation_id, event.incident_id)
-        if event.incident_id:
-            await self._project(session, event)
-        return Outcome.STORED
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._sqlite_writer, self.sessions.begin() as session:
+                    await self._serialize(session, events)
+                    batch = _Batch(await _BatchView.load(session, events), self._now)
+                    outcomes = [batch.take(event) for event in events]
+                    await self._write(session, batch)
+                    return outcomes
+            except _Raced:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def prune_processed(self, retention: timedelta) -> int:
         """Forget counted event ids older than `retention`; returns how many."""
@@ -146,8 +144,9 @@ class TimelineStore:
         An alert and triage's reaction to it arrive on different streams and are handled
         concurrently; under READ COMMITTED each could look for the other before the other
         commits, and the link would be lost. Both lock the alert's id; repeats of one
-        fingerprint lock it; events of one incident lock it. Keys are taken in order, so
-        transactions cannot deadlock on them (a batch takes all its keys up front).
+        fingerprint lock it; events of one incident lock it. A batch takes all its locks
+        up front, in one statement, in the order of their lock ids (PostgreSQL evaluates
+        a volatile select list after ORDER BY), so transactions cannot deadlock on them.
         """
         if self.engine.dialect.name != "postgresql":
             return
@@ -160,48 +159,324 @@ class TimelineStore:
                 keys.add(f"inc:{event.incident_id}")
             if isinstance(event, AlertRaised | AlertCorrelated):
                 keys.add(f"fp:{event.fingerprint}")
-        for key in sorted(keys):
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key}
+        await session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM "
+                "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k) AS l "
+                "ORDER BY h"
+            ),
+            {"keys": sorted(keys)},
+        )
+
+    async def _write(self, session: AsyncSession, batch: _Batch) -> None:
+        """What `batch` decided, a few statements per table, in an order that keeps the
+        result that of the events one by one (see `_Batch`)."""
+        insert = self._insert
+        if batch.rows:
+            stored = await session.scalars(
+                insert(_EVENTS)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(_EVENTS.c.event_id),
+                list(batch.rows.values()),
             )
+            if len(stored.all()) != len(batch.rows):
+                raise _Raced
+        if batch.counted:
+            counted = await session.scalars(
+                insert(_PROCESSED)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(_PROCESSED.c.event_id),
+                [{"event_id": event_id, "processed_at": at} for event_id, at in batch.counted],
+            )
+            if len(counted.all()) != len(batch.counted):
+                raise _Raced
+        if batch.links:
+            # Alerts stored before this batch: the first reaction names their incident.
+            links = [{"cause": cause, "incident_id": inc} for cause, inc in batch.links]
+            for table, column in ((_EVENTS, _EVENTS.c.event_id), (_RUNS, _RUNS.c.first_event_id)):
+                await session.execute(
+                    update(table)
+                    .where(column == bindparam("cause"))
+                    .where(table.c.incident_id.is_(None)),
+                    links,
+                )
+        if batch.resolved:
+            # Runs of resolved incidents that the batch did not read: a fingerprint firing
+            # again after resolution is a new story. (Those it read are closed in memory.)
+            ids = sorted(batch.resolved)
+            read = batch.view.read_run_ids
+            for closing in (
+                # Two statements, so that each is served by an index.
+                update(_RUNS)
+                .where(_RUNS.c.incident_id.in_(ids))
+                .where(_RUNS.c.is_current.is_(True)),
+                update(_RUNS)
+                .where(_CURRENT)
+                .where(_RUNS.c.kind == AlertCorrelated.EVENT_TYPE)
+                .where(_RUNS.c.scope.in_(ids)),
+            ):
+                if read:
+                    closing = closing.where(_RUNS.c.id.not_in(read))
+                await session.execute(closing.values(is_current=False))
+        changed = [run.changes() for run in batch.view.runs_read if run.dirty]
+        if changed:
+            # Closing runs first, so that a new current run never meets an old one.
+            await session.execute(update(_RUNS).where(_RUNS.c.id == bindparam("run_id")), changed)
+        if batch.new_runs:
+            await session.execute(_RUNS.insert(), [run.values() for run in batch.new_runs])
+        if batch.services:
+            await session.execute(
+                insert(_SERVICES).on_conflict_do_nothing(index_elements=["incident_id", "service"]),
+                [{"incident_id": i, "service": s} for i, s in sorted(batch.services)],
+            )
+        session.add_all(batch.opened)  # incidents: the ORM writes what changed
+
+
+RunKey = tuple[str, str, str]  # kind, scope, fingerprint
+
+
+def _run_key(event: AlertRaised | AlertCorrelated) -> RunKey:
+    return (event.event_type, _scope(event), event.fingerprint)
+
+
+def _chunks(values: Iterable[str], size: int = 500) -> list[list[str]]:
+    ordered = sorted(set(values))
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+@dataclass(eq=False)
+class _Run:
+    """A row of `alert_occurrences` as a batch sees it; `id` is None until inserted."""
+
+    id: int | None
+    kind: str
+    scope: str
+    fingerprint: str
+    status: str
+    service: str
+    incident_id: str | None
+    first_event_id: str
+    last_event_id: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    is_current: bool
+    dirty: bool = field(default=False, compare=False)
+
+    @property
+    def key(self) -> RunKey:
+        return (self.kind, self.scope, self.fingerprint)
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SET}
+
+    def changes(self) -> dict[str, Any]:
+        """An UPDATE's parameters: every column the batch may change, by id."""
+        return {"run_id": self.id, **self.values()}
+
+
+_NOT_SET = {"id", "dirty"}
+
+
+@dataclass
+class _BatchView:
+    """What a batch needs to know of the tables, read up front in a few queries rather
+    than several per event: ids already stored, the incident of events triage already
+    reacted to, the current runs the batch may count into, close or link (locked until
+    commit), the incidents it touches (locked too), and, for an incident the batch opens,
+    the events stored before its opening (replayed into the projection)."""
+
+    seen: set[str]
+    reactions: dict[str, str]
+    runs_read: list[_Run]
+    incidents: dict[str, IncidentRow]
+    earlier: list[tuple[str | None, str, datetime, datetime, Event]]
+
+    @property
+    def read_run_ids(self) -> list[int]:
+        return [run.id for run in self.runs_read if run.id is not None]
+
+    @classmethod
+    async def load(cls, session: AsyncSession, events: list[Event]) -> _BatchView:
+        ids = [e.event_id for e in events]
+        causes = [e.causation_id for e in events if e.causation_id and e.incident_id]
+        seen: set[str] = set()
+        reactions: dict[str, str] = {}
+        for chunk in _chunks(ids):
+            seen.update(
+                await session.scalars(
+                    union_all(
+                        select(_EVENTS.c.event_id).where(_EVENTS.c.event_id.in_(chunk)),
+                        select(_PROCESSED.c.event_id).where(_PROCESSED.c.event_id.in_(chunk)),
+                    )
+                )
+            )
+            found = await session.execute(
+                select(_EVENTS.c.causation_id, _EVENTS.c.incident_id)
+                .where(_EVENTS.c.causation_id.in_(chunk))
+                .where(_EVENTS.c.incident_id.is_not(None))
+            )
+            for cause, incident in found.all():
+                if cause and incident:
+                    reactions.setdefault(cause, incident)
+        runs = await _current_runs(session, events, causes)
+        incident_ids = {e.incident_id for e in events if e.incident_id}
+        incidents: dict[str, IncidentRow] = {}
+        for chunk in _chunks(incident_ids):
+            rows = await session.scalars(
+                select(IncidentRow).where(IncidentRow.id.in_(chunk)).with_for_update()
+            )
+            incidents.update((row.id, row) for row in rows)
+        opening = {
+            e.incident_id
+            for e in events
+            if isinstance(e, SeverityAssigned) and e.incident_id not in incidents
+        }
+        earlier = await _stored_before(session, opening, causes) if opening else []
+        return cls(seen, reactions, runs, incidents, earlier)
+
+
+async def _current_runs(
+    session: AsyncSession, events: list[Event], causes: list[str]
+) -> list[_Run]:
+    """The current runs the batch may count into or close (those of its fingerprints)
+    or link to an incident (those its reactions' causes started)."""
+    fingerprints = {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
+    current = select(_RUNS).where(_CURRENT)
+    queries = [current.where(_RUNS.c.fingerprint.in_(chunk)) for chunk in _chunks(fingerprints)]
+    queries += [current.where(_RUNS.c.first_event_id.in_(chunk)) for chunk in _chunks(causes)]
+    runs: dict[int, _Run] = {}
+    for query in queries:
+        for row in await session.execute(query.with_for_update()):
+            found = dict(row._mapping)
+            found["first_at"] = as_utc(found["first_at"])
+            found["last_at"] = as_utc(found["last_at"])
+            runs.setdefault(found["id"], _Run(**found))
+    return list(runs.values())
+
+
+async def _stored_before(
+    session: AsyncSession, opening: set[str | None], causes: list[str]
+) -> list[tuple[str | None, str, datetime, datetime, Event]]:
+    """Events stored before this batch that an opening may replay: those of the incidents
+    being opened, and the batch's causes not yet on any incident (a reaction may link one
+    before the opening). As (incident_id, event_id, occurred_at, recorded_at, event)."""
+    out: list[tuple[str | None, str, datetime, datetime, Event]] = []
+    query = select(
+        _EVENTS.c.incident_id,
+        _EVENTS.c.event_id,
+        _EVENTS.c.occurred_at,
+        _EVENTS.c.recorded_at,
+        _EVENTS.c.payload,
+    )
+    conditions: list[ColumnElement[bool]] = [
+        _EVENTS.c.incident_id.in_(chunk) for chunk in _chunks(i for i in opening if i)
+    ]
+    conditions += [
+        _EVENTS.c.event_id.in_(chunk) & _EVENTS.c.incident_id.is_(None) for chunk in _chunks(causes)
+    ]
+    for condition in conditions:
+        for incident, event_id, occurred, recorded, payload in await session.execute(
+            query.where(condition)
+        ):
+            event = _parse(payload)
+            if event is not None:
+                out.append((incident, event_id, as_utc(occurred), as_utc(recorded), event))
+    return out
+
+
+class _Batch:
+    """A batch decided in memory, event by event, over what `_BatchView` read.
+
+    Its outputs are what `TimelineStore._write` stores: new timeline rows (`rows`),
+    counted ids (`counted`), links of alerts stored earlier to an incident (`links`, in
+    order: the first wins), runs read and changed or new, incidents resolved (their other
+    runs are closed), the services of changed incidents, and incidents opened.
+    """
+
+    def __init__(self, view: _BatchView, now: Callable[[], datetime]) -> None:
+        self.view = view
+        self._now = now
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.counted: list[tuple[str, datetime]] = []
+        self.links: list[tuple[str, str]] = []
+        self.new_runs: list[_Run] = []
+        self.resolved: set[str] = set()
+        self.services: set[tuple[str, str]] = set()
+        self.opened: list[IncidentRow] = []
+        self._events: dict[str, Event] = {}  # the stored ones, for an opening's replay
+        self._runs: dict[RunKey, _Run] = {}
+        self._started_by: dict[str, _Run] = {}
+        for run in view.runs_read:
+            self._runs[run.key] = run
+            self._started_by[run.first_event_id] = run
+
+    def take(self, event: Event) -> Outcome:
+        view = self.view
+        if event.event_id in view.seen:
+            return Outcome.DUPLICATE
+        if isinstance(event, AlertRaised | AlertCorrelated) and self._count_repeat(event):
+            view.seen.add(event.event_id)
+            return Outcome.COUNTED
+        incident_id = event.incident_id or view.reactions.get(event.event_id)
+        self.rows[event.event_id] = {
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "incident_id": incident_id,
+            "causation_id": event.causation_id,
+            "action_id": _action_id(event),
+            "occurred_at": event.occurred_at,
+            "recorded_at": self._now(),
+            "payload": event.model_dump(mode="json"),
+        }
+        self._events[event.event_id] = event
+        view.seen.add(event.event_id)
+        if isinstance(event, AlertRaised | AlertCorrelated):
+            # A status change starts a new run; the previous one stays as history.
+            current = self._current_run(_run_key(event))
+            if current is not None:
+                current.is_current = False
+                current.dirty = True
+            self._start_run(event, incident_id)
+        if event.incident_id and event.causation_id:
+            view.reactions.setdefault(event.causation_id, event.incident_id)
+            self._link_cause(event.causation_id, event.incident_id)
+        if event.incident_id:
+            self._project(event)
+        return Outcome.STORED
 
     # -- dedup and alert runs -------------------------------------------------------------
 
-    async def _count_repeat(
-        self, session: AsyncSession, event: AlertRaised | AlertCorrelated, batch: _BatchView
-    ) -> bool:
+    def _current_run(self, key: RunKey) -> _Run | None:
+        run = self._runs.get(key)
+        # An incident's resolution in this batch may have closed it.
+        return run if run is not None and run.is_current else None
+
+    def _count_repeat(self, event: AlertRaised | AlertCorrelated) -> bool:
         """Count `event` into the current run of its fingerprint if it repeats it."""
-        run = batch.current_run(_run_key(event))
+        run = self._current_run(_run_key(event))
         if run is None or run.status != event.status.value:
             return False
         run.count += 1
+        run.dirty = True
         at = event.occurred_at
-        if at >= as_utc(run.last_at):
+        if at >= run.last_at:
             run.last_at = at
             run.last_event_id = event.event_id
-        if at < as_utc(run.first_at):
+        if at < run.first_at:
             run.first_at = at
         if isinstance(event, AlertCorrelated) and event.incident_id:
             # A repeat correlated to an incident tells which incident the raw run is in.
-            await session.execute(
-                update(AlertOccurrenceRow)
-                .where(AlertOccurrenceRow.kind == AlertRaised.EVENT_TYPE)
-                .where(AlertOccurrenceRow.fingerprint == event.fingerprint)
-                .where(AlertOccurrenceRow.is_current.is_(True))
-                .where(AlertOccurrenceRow.incident_id.is_(None))
-                .values(incident_id=event.incident_id)
-            )
-        await session.execute(
-            self._insert(ProcessedEventRow)
-            .values(event_id=event.event_id, processed_at=self._now())
-            .on_conflict_do_nothing(index_elements=["event_id"])
-        )
+            raw = self._current_run((AlertRaised.EVENT_TYPE, "", event.fingerprint))
+            if raw is not None and raw.incident_id is None:
+                raw.incident_id = event.incident_id
+                raw.dirty = True
+        self.counted.append((event.event_id, self._now()))
         return True
 
-    def _start_run(
-        self, session: AsyncSession, event: AlertRaised | AlertCorrelated, incident_id: str | None
-    ) -> AlertOccurrenceRow:
-        run = AlertOccurrenceRow(
+    def _start_run(self, event: AlertRaised | AlertCorrelated, incident_id: str | None) -> None:
+        run = _Run(
+            id=None,
             kind=event.event_type,
             scope=_scope(event),
             fingerprint=event.fingerprint,
@@ -215,137 +490,70 @@ class TimelineStore:
             last_at=event.occurred_at,
             is_current=True,
         )
-        session.add(run)
-        return run
+        self.new_runs.append(run)
+        self._runs[run.key] = run
+        self._started_by[event.event_id] = run
 
     # -- linking alerts and the events that react to them ------------------------------------
 
-    async def _link_cause(self, session: AsyncSession, cause_id: str, incident_id: str) -> None:
-        await session.execute(
-            update(EventRow)
-            .where(EventRow.event_id == cause_id)
-            .where(EventRow.incident_id.is_(None))
-            .values(incident_id=incident_id)
-        )
-        await session.execute(
-            update(AlertOccurrenceRow)
-            .where(AlertOccurrenceRow.first_event_id == cause_id)
-            .where(AlertOccurrenceRow.incident_id.is_(None))
-            .values(incident_id=incident_id)
-        )
+    def _link_cause(self, cause_id: str, incident_id: str) -> None:
+        row = self.rows.get(cause_id)
+        if row is None:
+            self.links.append((cause_id, incident_id))  # stored before: an UPDATE
+        elif row["incident_id"] is None:
+            row["incident_id"] = incident_id
+        run = self._started_by.get(cause_id)
+        if run is not None and run.incident_id is None:
+            run.incident_id = incident_id
+            run.dirty = True
 
     # -- the incident projection ----------------------------------------------------------
 
-    async def _project(self, session: AsyncSession, event: Event) -> None:
+    def _project(self, event: Event) -> None:
         assert event.incident_id
-        row = await session.get(IncidentRow, event.incident_id, with_for_update=True)
+        row = self.view.incidents.get(event.incident_id)
         now = self._now()
         if row is None:
             if not isinstance(event, SeverityAssigned):
                 return  # kept on the timeline; replayed when the incident's opening arrives
             row = projection.open_incident(event, now)
-            session.add(row)
+            self.view.incidents[row.id] = row
+            self.opened.append(row)
             # Events of this incident that arrived before its opening (other streams).
-            earlier = await session.scalars(
-                select(EventRow)
-                .where(EventRow.incident_id == event.incident_id)
-                .where(EventRow.event_id != event.event_id)
-                .order_by(EventRow.occurred_at, EventRow.recorded_at)
-            )
-            for stored in earlier.all():
-                replayed = _parse(stored.payload)
-                if replayed is not None:
-                    projection.apply(row, replayed)
+            for replayed in self._before_opening(row.id, event.event_id):
+                projection.apply(row, replayed)
         elif projection.apply(row, event):
             row.updated_at = now
         else:
             return
-        await self._sync_services(session, row)
+        self.services.update((row.id, service) for service in row.services or [])
         if isinstance(event, IncidentResolved):
             # A fingerprint firing again after resolution is a new story: start new runs.
-            await session.execute(
-                update(AlertOccurrenceRow)
-                .where(
-                    or_(
-                        AlertOccurrenceRow.incident_id == row.id,
-                        AlertOccurrenceRow.scope == row.id,
-                    )
-                )
-                .values(is_current=False)
-            )
+            self.resolved.add(row.id)
+            for run in self._runs_of(row.id):
+                run.is_current = False
+                run.dirty = True
 
-    async def _sync_services(self, session: AsyncSession, row: IncidentRow) -> None:
-        for service in row.services or []:
-            await session.execute(
-                self._insert(IncidentServiceRow)
-                .values(incident_id=row.id, service=service)
-                .on_conflict_do_nothing(index_elements=["incident_id", "service"])
-            )
+    def _runs_of(self, incident_id: str) -> Iterable[_Run]:
+        for run in [*self.view.runs_read, *self.new_runs]:
+            if run.is_current and incident_id in (run.incident_id, run.scope):
+                yield run
 
-
-RunKey = tuple[str, str, str]  # kind, scope, fingerprint
-
-
-def _run_key(event: AlertRaised | AlertCorrelated) -> RunKey:
-    return (event.event_type, _scope(event), event.fingerprint)
-
-
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)] if values else []
-
-
-@dataclass
-class _BatchView:
-    """What a batch needs to know of the tables, read up front in a few queries rather
-    than several per event: ids already stored, the incident of events triage already
-    reacted to, and the current run of each fingerprint (locked until commit)."""
-
-    seen: set[str]
-    reactions: dict[str, str]
-    runs: dict[RunKey, AlertOccurrenceRow]
-
-    def current_run(self, key: RunKey) -> AlertOccurrenceRow | None:
-        run = self.runs.get(key)
-        # An incident's resolution in this batch may have closed it (a bulk UPDATE, which
-        # the session applies to the loaded row too).
-        return run if run is not None and run.is_current else None
-
-    @classmethod
-    async def load(cls, session: AsyncSession, events: list[Event]) -> _BatchView:
-        ids = list(dict.fromkeys(e.event_id for e in events))
-        seen: set[str] = set()
-        reactions: dict[str, str] = {}
-        for chunk in _chunks(ids):
-            seen.update(
-                await session.scalars(select(EventRow.event_id).where(EventRow.event_id.in_(chunk)))
-            )
-            seen.update(
-                await session.scalars(
-                    select(ProcessedEventRow.event_id).where(ProcessedEventRow.event_id.in_(chunk))
-                )
-            )
-            found = await session.execute(
-                select(EventRow.causation_id, EventRow.incident_id)
-                .where(EventRow.causation_id.in_(chunk))
-                .where(EventRow.incident_id.is_not(None))
-            )
-            for cause, incident in found.all():
-                if cause and incident:
-                    reactions.setdefault(cause, incident)
-        fingerprints = sorted(
-            {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
-        )
-        runs: dict[RunKey, AlertOccurrenceRow] = {}
-        for chunk in _chunks(fingerprints):
-            rows = await session.scalars(
-                select(AlertOccurrenceRow)
-                .where(AlertOccurrenceRow.fingerprint.in_(chunk))
-                .where(AlertOccurrenceRow.is_current.is_(True))
-                .with_for_update()
-            )
-            for row in rows:
-                runs[(row.kind, row.scope, row.fingerprint)] = row
-        return cls(seen, reactions, runs)
+    def _before_opening(self, incident_id: str, opening_id: str) -> list[Event]:
+        """The incident's events stored so far (before this batch or in it), in time order."""
+        first: dict[str, str] = {}
+        for cause, inc in self.links:
+            first.setdefault(cause, inc)  # the first link wins
+        linked = {cause for cause, inc in first.items() if inc == incident_id}
+        found: dict[str, tuple[datetime, datetime, Event]] = {}
+        for incident, event_id, occurred, recorded, event in self.view.earlier:
+            if incident == incident_id or (incident is None and event_id in linked):
+                found[event_id] = (occurred, recorded, event)
+        for event_id, row in self.rows.items():
+            if row["incident_id"] == incident_id:
+                found[event_id] = (row["occurred_at"], row["recorded_at"], self._events[event_id])
+        found.pop(opening_id, None)
+        return [event for _, _, event in sorted(found.values(), key=lambda v: (v[0], v[1]))]
 
 
 def _scope(event: AlertRaised | AlertCorrelated) -> str:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from services.recorder.db import migrate
-from services.recorder.models import AlertOccurrenceRow, EventRow
+from services.recorder.db import as_utc, migrate
+from services.recorder.models import (
+    AlertOccurrenceRow,
+    EventRow,
+    IncidentRow,
+    IncidentServiceRow,
+    ProcessedEventRow,
+)
+from services.recorder.queries import Reader
 from services.recorder.store import Outcome, TimelineStore
-from shared.events import AlertRaised, AlertStatus
+from shared.events import (
+    ActionRequested,
+    AlertRaised,
+    AlertStatus,
+    Event,
+    RoleAssigned,
+    SeverityAssigned,
+)
+from tests.recorder_events import acked, alert, assigned, at, correlated, new_id, resolved
 
 pytestmark = pytest.mark.integration
 
@@ -60,5 +77,141 @@ async def test_a_batch_dedups_counts_and_splits_runs_inside_itself(database_url:
         ]
         assert runs[0].last_event_id == repeats[-1].event_id
         assert stored == {first.event_id, recovery.event_id, other.event_id}
+    finally:
+        await store.close()
+
+
+def _story() -> list[Event]:
+    """Several incidents interleaved as the streams deliver them: reactions before and
+    after their alerts, a storm with its correlations, redeliveries, events of an incident
+    before its opening, a resolution followed by a refire, and a link to an alert that
+    only a reaction ties to its incident."""
+    x, y, z = new_id(), new_id(), new_id()
+    a1 = alert("backend", minute=0)
+    storm = [alert(fingerprint=a1.fingerprint, minute=0.1 * i) for i in range(1, 5)]
+    a2 = alert("ollama", minute=1)
+    a3 = alert("redis", minute=2)
+    lonely = alert("grafana", minute=3)  # tied to z only by an ActionRequested
+    refire = alert(fingerprint=a1.fingerprint, minute=70)
+    recovery = alert(fingerprint=a2.fingerprint, status="resolved", minute=20)
+    base = assigned(a3, z, "P2", minute=2.5).model_dump()
+    return [
+        a1,
+        assigned(a1, x, "P1"),
+        *storm,
+        *(correlated(s, x, minute=s.occurred_at.minute + 0.5) for s in storm),
+        a1,  # redelivered
+        correlated(a2, x, minute=1.5),  # before its alert
+        a2,
+        acked(z, minute=3, by="bob"),  # before z opens
+        RoleAssigned(incident_id=z, role="technical_lead", person="tess", occurred_at=at(3)),
+        lonely,
+        ActionRequested(
+            incident_id=z, causation_id=lonely.event_id, action="docker.restart", target="r"
+        ),
+        a3,
+        SeverityAssigned.model_validate({**base, "root_cause": "redis", "services": ["redis"]}),
+        assigned(a3, z, "P0", previous="P2", minute=4),
+        recovery,
+        correlated(recovery, x, minute=20.5),
+        acked(x, minute=25),
+        resolved(x, minute=60),
+        refire,
+        assigned(refire, y, "P3", minute=70.5),
+        correlated(refire, y, minute=70.6),
+        storm[0],  # redelivered repeat
+    ]
+
+
+async def _snapshot(store: TimelineStore) -> dict[str, Any]:
+    """Every table, without the columns that tell when the recorder wrote (wall clock)."""
+    out: dict[str, Any] = {}
+    async with store.sessions() as session:
+        for model, skip in (
+            (EventRow, {"recorded_at"}),
+            (AlertOccurrenceRow, {"id"}),
+            (IncidentRow, {"updated_at"}),
+            (IncidentServiceRow, set()),
+            (ProcessedEventRow, {"processed_at"}),
+        ):
+            columns = [c.key for c in model.__table__.columns if c.key not in skip]
+            rows = [
+                {key: _plain(getattr(row, key)) for key in columns}
+                for row in (await session.scalars(select(model))).all()
+            ]
+            out[model.__tablename__] = sorted(rows, key=repr)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
+async def _wipe(store: TimelineStore) -> None:
+    async with store.sessions.begin() as session:
+        for model in (EventRow, AlertOccurrenceRow, IncidentRow, IncidentServiceRow):
+            await session.execute(delete(model))
+        await session.execute(delete(ProcessedEventRow))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_batches_end_as_the_same_events_one_by_one(database_url: str, seed: int) -> None:
+    """Whatever the batches (sizes, mixes of incidents, an alert with its reaction, the
+    same event twice), the tables end exactly as when each event is recorded alone."""
+    store = TimelineStore(database_url)
+    await migrate(store.engine)
+    try:
+        events = _story()
+        rng = random.Random(seed)
+        if seed:  # the streams interleave in any order
+            rng.shuffle(events)
+        singles = [await store.record(event) for event in events]
+        expected = await _snapshot(store)
+        await _wipe(store)
+        batched: list[Outcome] = []
+        start = 0
+        while start < len(events):
+            size = len(events) if seed == 0 else rng.randint(1, 12)
+            batched += await store.record_many(events[start : start + size])
+            start += size
+        assert batched == singles
+        assert await _snapshot(store) == expected
+        assert Outcome.COUNTED in singles
+        assert Outcome.DUPLICATE in singles
+    finally:
+        await store.close()
+
+
+async def test_a_batch_links_an_alert_and_its_reaction_and_opens_several_incidents(
+    database_url: str,
+) -> None:
+    store = TimelineStore(database_url)
+    await migrate(store.engine)
+    try:
+        incidents = [new_id() for _ in range(3)]
+        causes = [alert(f"svc{i}") for i in range(6)]
+        reactions = [
+            assigned(c, incidents[i], "P2") if i < 3 else correlated(c, incidents[i % 3])
+            for i, c in enumerate(causes)
+        ]
+        # Reactions first for half of them: the link is made whichever comes first.
+        batch = [*reactions[::2], *causes, *reactions[1::2], causes[0]]
+        outcomes = await store.record_many(batch)
+        assert outcomes == [Outcome.STORED] * 12 + [Outcome.DUPLICATE]
+        reader = Reader(store.sessions)
+        for n, incident in enumerate(incidents):
+            row = await reader.get_incident(incident)
+            assert row is not None
+            assert row.services == [f"svc{n}", f"svc{n + 3}"]
+            timeline = [t.row for t in await reader.timeline(incident)]
+            assert {r.event_id for r in timeline if r.event_type == "AlertRaised"} == {
+                causes[n].event_id,
+                causes[n + 3].event_id,
+            }
+            runs = await reader.occurrences(incident)
+            assert {r.first_event_id for r in runs if r.kind == "AlertRaised"} == {
+                causes[n].event_id,
+                causes[n + 3].event_id,
+            }
     finally:
         await store.close()

@@ -1,0 +1,226 @@
+"""Recorder benchmark: how many events/s the recorder stores from a backlog, as its own process.
+
+The streams are filled first with what triage makes of unique alerts: each AlertRaised
+(unique fingerprint, ~50 services) is followed by triage's reaction caused by it — the
+SeverityAssigned that opens its incident for the first alert of each of ~50 incidents,
+an AlertCorrelated joining it for every other alert. Then `jarvis-ir serve recorder`
+starts and the backlog is timed from the moment its consumer groups exist (after imports
+and migrations) until every entry is acknowledged. The figure stands beside the raw Redis
+Streams ceiling measured in the same run (`bench.pipeline.raw_ceiling`).
+
+    python -m bench.recorder                     # 100,000 events, SQLite in a temp dir
+    python -m bench.recorder --quick             # 10,000 events
+    python -m bench.recorder --database-url postgresql+asyncpg://…
+    python -m bench.recorder --profile out.txt   # py-spy record the recorder while it drains
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.pipeline import raw_ceiling
+from services.recorder.models import EventRow, IncidentRow
+from shared.cluster import LocalCluster
+from shared.events import (
+    AlertCorrelated,
+    AlertRaised,
+    AlertSource,
+    Event,
+    Level,
+    Severity,
+    SeverityAssigned,
+)
+from shared.streams import ALL_STREAMS, stream_for
+
+__all__ = ["main", "triage_output"]
+
+SERVICES = 50
+INCIDENTS = 50
+
+
+def triage_output(alerts: int, run: str) -> tuple[list[Event], list[str]]:
+    """`alerts` unique alerts and triage's reaction to each, in the order triage emits
+    them; returns (events, incident ids)."""
+    incidents = [str(uuid.uuid4()) for _ in range(INCIDENTS)]
+    opened = datetime.now(UTC)
+    events: list[Event] = []
+    for i in range(alerts):
+        service = f"bench-{run}-svc{i % SERVICES}"
+        alert = AlertRaised(
+            service=service,
+            check=f"bench-{run}-{i}",
+            summary="benchmark alert",
+            source=AlertSource.API,
+            producer="detector",
+            impact=Level.MEDIUM,
+            urgency=Level.LOW,
+        )
+        incident = incidents[i % INCIDENTS]
+        envelope = {
+            "producer": "triage",
+            "incident_id": incident,
+            "correlation_id": incident,
+            "causation_id": alert.event_id,
+            "fingerprint": alert.fingerprint,
+        }
+        reaction: Event
+        if i < INCIDENTS:
+            reaction = SeverityAssigned(
+                **envelope,
+                severity=Severity.P2,
+                impact=Level.MEDIUM,
+                urgency=Level.LOW,
+                response_due_at=opened + timedelta(hours=1),
+                opened_at=opened,
+                reason="impact medium × urgency low",
+                service=service,
+                title=f"{service} incident",
+                services=[service],
+            )
+        else:
+            reaction = AlertCorrelated(
+                **envelope, service=service, status=alert.status, reason="same service"
+            )
+        events += [alert, reaction]
+    return events, incidents
+
+
+async def fill(redis: Redis, events: list[Event], batch: int = 1000) -> None:
+    for start in range(0, len(events), batch):
+        pipe = redis.pipeline(transaction=False)
+        for event in events[start : start + batch]:
+            pipe.xadd(stream_for(event).key, {"__data__": event.to_json()})
+        await pipe.execute()
+
+
+async def _recorder_state(redis: Redis) -> list[bool] | None:
+    """For each stream, whether the recorder's group has read and acknowledged all of it;
+    None until the group exists on every stream."""
+    state = []
+    for spec in ALL_STREAMS:
+        try:
+            groups = {g["name"]: g for g in await redis.xinfo_groups(spec.key)}
+            last = (await redis.xinfo_stream(spec.key))["last-generated-id"]
+        except Exception:  # the stream does not exist yet
+            return None
+        group = groups.get(b"recorder")
+        if group is None:
+            return None
+        state.append(not group["pending"] and group["last-delivered-id"] == last)
+    return state
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / 100.0  # USER_HZ is 100 on Linux
+
+
+def _profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy (installed beside this Python) sampling `pid` into `output` until SIGINT."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    args = ["record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking"]
+    return subprocess.Popen([py_spy, *args, "--output", output], stdout=subprocess.DEVNULL)
+
+
+async def drain(
+    redis: Redis, cluster: LocalCluster, profile: str | None, timeout_s: float
+) -> tuple[float, float]:
+    """Start the recorder, time the backlog from its groups' creation to the last ack;
+    returns (seconds, CPU cores used by the recorder over that time)."""
+    starting = asyncio.create_task(asyncio.to_thread(cluster.add, "recorder"))
+    while await _recorder_state(redis) is None:
+        if starting.done():
+            starting.result()  # raise if it failed to start
+        await asyncio.sleep(0.002)
+    started = time.perf_counter()
+    # The groups exist, so the process does: measure its CPU from here on.
+    recorder = cluster.services["recorder"]
+    assert recorder.proc is not None
+    pid = recorder.proc.pid
+    cpu0 = _cpu_seconds(pid)
+    spy = _profiler(pid, profile) if profile else None
+    while not all(await _recorder_state(redis) or [False]):
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"the recorder did not drain in {timeout_s}s")
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    cores = (_cpu_seconds(pid) - cpu0) / elapsed
+    await starting
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        await asyncio.to_thread(spy.wait, 60)
+    return elapsed, cores
+
+
+async def stored(database_url: str, incidents: list[str]) -> tuple[int, int]:
+    """(events linked to the bench's incidents, incidents opened)."""
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        events = await conn.scalar(
+            select(func.count()).select_from(EventRow).where(EventRow.incident_id.in_(incidents))
+        )
+        opened = await conn.scalar(
+            select(func.count()).select_from(IncidentRow).where(IncidentRow.id.in_(incidents))
+        )
+    await engine.dispose()
+    return int(events or 0), int(opened or 0)
+
+
+async def run(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-recorder-"))
+    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
+    count = args.events or (10_000 if args.quick else 100_000)
+    events, incidents = triage_output(count // 2, uuid.uuid4().hex[:8])
+    with LocalCluster(workdir, database_url=database_url) as cluster:
+        redis = Redis.from_url(cluster.redis_url)
+        ceiling = await raw_ceiling(redis, 20_000 if args.quick else 100_000)
+        await fill(redis, events)
+        elapsed, cores = await drain(redis, cluster, args.profile, timeout_s=1800)
+        await redis.aclose()
+        linked, opened = await stored(database_url, incidents)
+    rate = len(events) / elapsed
+    print(f"\nraw Redis Streams ceiling (XADD+XREADGROUP+XACK, batches of 100): {ceiling:,.0f}/s")
+    print(
+        f"  recorder on {database_url.split(':', 1)[0]}, {len(events):,} events "
+        f"({len(events) // 2:,} unique alerts + triage's reactions, {INCIDENTS} incidents)"
+    )
+    print(
+        f"  drained in {elapsed:.1f} s: {rate:,.0f} events/s = {rate / ceiling:.3f} of ceiling; "
+        f"recorder CPU {cores:.2f} cores"
+    )
+    ok = linked == len(events) and opened == INCIDENTS
+    print(
+        f"  check: {linked:,} events on the incidents' timelines (expected {len(events):,}), "
+        f"{opened} incidents (expected {INCIDENTS}): {'ok' if ok else 'WRONG'}"
+    )
+    if args.profile:
+        print(f"  py-spy profile (raw/collapsed stacks): {args.profile}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recorder", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="10,000 events (smoke run)")
+    parser.add_argument("--events", type=int, help="how many events (default 100,000)")
+    parser.add_argument("--database-url", help="recorder database (default: SQLite in a temp dir)")
+    parser.add_argument("--profile", help="py-spy the recorder while it drains into this file")
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
