@@ -60,13 +60,18 @@ class Runtime:
         handler: Handler | None = None,
         *,
         batch_handler: BatchHandler | None = None,
+        max_records: int | None = None,
     ) -> StreamConsumer:
-        """Read `spec` through consumer group `group` (one per service, CONTRACT §2)."""
+        """Read `spec` through consumer group `group` (one per service, CONTRACT §2);
+        `max_records` overrides the configured XREADGROUP COUNT for this consumer."""
+        settings = self.settings.consumer
+        if max_records is not None:
+            settings = settings.model_copy(update={"max_records": max_records})
         return StreamConsumer(
             broker=self.broker,
             redis=self.redis,
             bus=self.bus(group),
-            settings=self.settings.consumer,
+            settings=settings,
             spec=spec,
             group=group,
             consumer=f"{group}-{self.instance}",

@@ -91,7 +91,10 @@ def build(runtime: Runtime) -> Service:
     return Service(
         name=GROUP,
         router=router,
-        consumers=[runtime.consume(spec, GROUP, batch_handler=on_events) for spec in ALL_STREAMS],
+        consumers=[
+            runtime.consume(spec, GROUP, batch_handler=on_events, max_records=config.batch_size)
+            for spec in ALL_STREAMS
+        ],
         startup=[start],
         background=[prune_loop],
         shutdown=[store.close],

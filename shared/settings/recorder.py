@@ -12,6 +12,12 @@ __all__ = ["RecorderSettings"]
 
 class RecorderSettings(BaseModel):
     page_size: int = Field(default=50, ge=1, le=1000, description="Default page size.")
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Events read and stored per transaction (XREADGROUP COUNT of the recorder).",
+    )
     max_body_bytes: int = Field(
         default=65_536, ge=1024, description="Largest body of an operator command."
     )
