@@ -8,6 +8,7 @@ server that is not there fails under CI=true and is skipped with the reason else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -70,7 +71,19 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'recorder.sqlite3'}"
         return
-    base = request.getfixturevalue("postgres_url")
+    async with _fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, for behaviour only PostgreSQL shows."""
+    async with _fresh_postgres_database(postgres_url) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _fresh_postgres_database(base: str) -> AsyncIterator[str]:
     # A database of its own per test keeps tests apart on a shared server.
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -78,10 +91,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield base.rsplit("/", 1)[0] + "/" + name
-    async with admin.connect() as conn:
-        await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.dispose()
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.recorder.api import make_read_router
 from services.recorder.commands import make_command_router
-from services.recorder.db import migrate
+from services.recorder.db import checkpoint, migrate
 from services.recorder.live import Notifier, make_live_router
 from services.recorder.queries import Reader
 from services.recorder.security import bearer_guard, check_exposure
@@ -60,6 +60,14 @@ def build(runtime: Runtime) -> Service:
     async def start() -> None:
         await migrate(store.engine)
 
+    async def checkpoint_loop() -> None:
+        while True:
+            await asyncio.sleep(config.checkpoint_interval_s)
+            try:
+                await checkpoint(store.engine)
+            except (OperationalError, OSError) as exc:
+                log.warning("SQLite checkpoint failed (retried): %s", exc)
+
     async def prune_loop() -> None:
         retention = timedelta(seconds=config.dedup_retention_s)
         while True:
@@ -96,7 +104,7 @@ def build(runtime: Runtime) -> Service:
             for spec in ALL_STREAMS
         ],
         startup=[start],
-        background=[prune_loop],
+        background=[prune_loop, checkpoint_loop],
         shutdown=[store.close],
         health=health,
     )

@@ -18,8 +18,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -62,6 +63,8 @@ from shared.events import (
 
 __all__ = ["Outcome", "TimelineStore"]
 
+log = logging.getLogger(__name__)
+
 _EVENTS = cast(Table, EventRow.__table__)
 _RUNS = cast(Table, AlertOccurrenceRow.__table__)
 _PROCESSED = cast(Table, ProcessedEventRow.__table__)
@@ -95,11 +98,11 @@ class TimelineStore:
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
         self._now = now
-        # SQLite has one writer at a time anyway; taking turns in-process makes each
-        # transaction see the ones before it whole (PostgreSQL uses advisory locks).
-        self._sqlite_writer: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        # One transaction at a time per process, batches waiting meanwhile grouped into the
+        # next: SQLite has one writer anyway, and taking turns makes each transaction see
+        # the ones before it whole (replicas on PostgreSQL also use advisory locks).
+        self._turn = asyncio.Lock()
+        self._waiting: list[tuple[list[Event], asyncio.Future[list[Outcome]]]] = []
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -114,15 +117,60 @@ class TimelineStore:
         return outcome
 
     async def record_many(self, events: list[Event]) -> list[Outcome]:
-        """Store a batch in one transaction: all of it, or (on error) none of it."""
+        """Store a batch in one transaction: all of it, or (on error) none of it.
+
+        Batches handed in while a transaction runs (from the other streams' consumers) are
+        stored together in the next one, a group commit: under load the recorder pays one
+        transaction where it would pay one per stream, and no batch waits behind another.
+        """
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, future))
+        async with self._turn:
+            if not future.done():
+                taken, self._waiting = self._waiting, []
+                try:
+                    await self._record_together(taken)
+                except BaseException:
+                    # Cancelled mid-transaction (shutdown): what is not stored goes back.
+                    self._waiting[:0] = [t for t in taken if not t[1].done()]
+                    raise
+        return await future
+
+    async def _record_together(
+        self, taken: list[tuple[list[Event], asyncio.Future[list[Outcome]]]]
+    ) -> None:
+        try:
+            outcomes = await self._record_now([e for events, _ in taken for e in events])
+        except Exception as exc:
+            if len(taken) == 1:
+                taken[0][1].set_exception(exc)
+                return
+            # One batch's failure must not fail the others: each on its own, then.
+            for events, future in taken:
+                try:
+                    future.set_result(await self._record_now(events))
+                except Exception as own:
+                    future.set_exception(own)
+            return
+        start = 0
+        for events, future in taken:
+            future.set_result(outcomes[start : start + len(events)])
+            start += len(events)
+
+    async def _record_now(self, events: list[Event]) -> list[Outcome]:
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._sqlite_writer, self.sessions.begin() as session:
+                clock = _Stopwatch()
+                async with self.sessions.begin() as session:
                     await self._serialize(session, events)
                     batch = _Batch(await _BatchView.load(session, events), self._now)
+                    clock.lap("read")
                     outcomes = [batch.take(event) for event in events]
                     await self._write(session, batch)
-                    return outcomes
+                    clock.lap("write")
+                clock.lap("commit")
+                clock.report_if_slow(f"recording {len(events)} events")
+                return outcomes
             except _Raced:
                 if attempt == _ATTEMPTS - 1:
                     raise
@@ -230,6 +278,27 @@ class TimelineStore:
                 [{"incident_id": i, "service": s} for i, s in sorted(batch.services)],
             )
         session.add_all(batch.opened)  # incidents: the ORM writes what changed
+
+
+class _Stopwatch:
+    """Where a slow transaction spent its time, for the log."""
+
+    SLOW_S = 1.0
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def report_if_slow(self, what: str) -> None:
+        total = self.last - self.started
+        if total >= self.SLOW_S:
+            laps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.laps)
+            log.warning("%s took %.1f s: %s", what, total, laps)
 
 
 RunKey = tuple[str, str, str]  # kind, scope, fingerprint

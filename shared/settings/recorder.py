@@ -29,6 +29,12 @@ class RecorderSettings(BaseModel):
     prune_interval_s: float = Field(
         default=600.0, gt=0, description="How often expired dedup ids are deleted."
     )
+    checkpoint_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="SQLite only: how often the write-ahead log is copied into the database.",
+    )
     stream_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Live stream: how often the database is polled."
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
+from sqlalchemy.exc import DBAPIError
 
 from services.recorder.db import as_utc, migrate
 from services.recorder.models import (
@@ -21,6 +23,7 @@ from services.recorder.queries import Reader
 from services.recorder.store import Outcome, TimelineStore
 from shared.events import (
     ActionRequested,
+    AlertCorrelated,
     AlertRaised,
     AlertStatus,
     Event,
@@ -213,5 +216,70 @@ async def test_a_batch_links_an_alert_and_its_reaction_and_opens_several_inciden
                 causes[n].event_id,
                 causes[n + 3].event_id,
             }
+    finally:
+        await store.close()
+
+
+async def _stored(store: TimelineStore, ids: set[str]) -> set[str]:
+    async with store.sessions() as session:
+        found = await session.scalars(select(EventRow.event_id).where(EventRow.event_id.in_(ids)))
+        return set(found)
+
+
+async def _commits(store: TimelineStore) -> list[int]:
+    """A counter of the transactions the store commits."""
+    count = [0]
+
+    def on_commit(_conn: Any) -> None:
+        count[0] += 1
+
+    event.listen(store.engine.sync_engine, "commit", on_commit)
+    return count
+
+
+async def test_batches_arriving_during_a_transaction_are_committed_together(
+    database_url: str,
+) -> None:
+    # The recorder's three stream consumers hand in batches concurrently: those waiting
+    # while a transaction runs share the next one, and each gets its own outcomes.
+    store = TimelineStore(database_url)
+    await migrate(store.engine)
+    try:
+        commits = await _commits(store)
+        batches = [
+            [AlertRaised(service=f"svc-{i}", check=f"c{j}") for j in range(5)] for i in range(6)
+        ]
+        again = batches[0][:2]  # a redelivery, handed in with the rest
+        results = await asyncio.gather(*(store.record_many(b) for b in [*batches, again]))
+        assert results[:6] == [[Outcome.STORED] * 5] * 6
+        assert results[6] == [Outcome.DUPLICATE] * 2
+        assert 1 <= commits[0] < 7  # the first alone, the others grouped behind it
+        ids = {a.event_id for batch in batches for a in batch}
+        assert await _stored(store, ids) == ids
+    finally:
+        await store.close()
+
+
+async def test_a_failing_batch_does_not_fail_the_batches_grouped_with_it(
+    postgres_database_url: str,
+) -> None:
+    # PostgreSQL refuses an incident id longer than its column; the other batches of the
+    # group are then stored on their own.
+    store = TimelineStore(postgres_database_url)
+    await migrate(store.engine)
+    try:
+        good = [[AlertRaised(service=f"svc-{i}", check="c")] for i in range(3)]
+        bad = [
+            AlertCorrelated(
+                incident_id="x" * 64, fingerprint="fp", service="svc", status=AlertStatus.FIRING
+            )
+        ]
+        results = await asyncio.gather(
+            *(store.record_many(b) for b in [good[0], bad, *good[1:]]), return_exceptions=True
+        )
+        assert isinstance(results[1], DBAPIError)
+        assert [results[0], results[2], results[3]] == [[Outcome.STORED]] * 3
+        ids = {batch[0].event_id for batch in good}
+        assert await _stored(store, ids | {bad[0].event_id}) == ids
     finally:
         await store.close()
