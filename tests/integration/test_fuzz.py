@@ -22,7 +22,7 @@ from shared.consumer import InvalidEntry, decode_entry
 from shared.events import AlertRaised
 from shared.settings import Settings
 from shared.streams import ALERTS, ALL_STREAMS, DEAD_LETTER
-from tests.helpers import eventually, running
+from tests.helpers import eventually, running, settled
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +78,8 @@ def _valid(fields: dict[bytes, bytes], key: str) -> bool:
 
 async def _all_acked(redis: Redis) -> bool:
     for spec in ALL_STREAMS:
-        for group in await redis.xinfo_groups(spec.key):
-            if group["pending"] or (group.get("lag") or 0):
-                return False
+        if await redis.exists(spec.key) and not await settled(redis, spec.key):
+            return False
     return True
 
 

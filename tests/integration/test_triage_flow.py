@@ -24,7 +24,7 @@ from shared.events import (
 )
 from shared.settings import Settings
 from shared.streams import ACTIONS_COMPLETED, ACTIONS_REQUESTED, ALERTS, INCIDENTS, SEVERITY
-from tests.helpers import eventually, read_stream, running
+from tests.helpers import eventually, read_stream, running, settled
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,7 @@ async def _run(redis: Redis, incident_id: str) -> dict[str, Any] | None:
 
 async def _settled(redis: Redis, group: str, key: str) -> bool:
     """Every entry of `key` delivered to `group` and acknowledged."""
-    try:
-        groups = await redis.xinfo_groups(key)
-    except Exception:
-        return False
-    for g in groups:
-        if g["name"] in (group, group.encode()):
-            return int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0
-    return False
+    return await settled(redis, key, group)
 
 
 SCENARIOS = [

@@ -17,7 +17,7 @@ from services.triage.store import Keys
 from shared.events import AlertRaised, Level
 from shared.settings import Settings
 from shared.streams import ACTIONS_COMPLETED, ACTIONS_REQUESTED, ALERTS, INCIDENTS, SEVERITY
-from tests.helpers import eventually, read_stream, running
+from tests.helpers import eventually, read_stream, running, settled
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,7 @@ async def _publish(redis: Redis, alerts: list[AlertRaised], chunk: int = 1000) -
 
 
 async def _drained(redis: Redis, key: str, group: str) -> bool:
-    try:
-        groups = await redis.xinfo_groups(key)
-    except Exception:
-        return False
-    for g in groups:
-        if g["name"] in (group, group.encode()):
-            return int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0
-    return False
+    return await settled(redis, key, group)
 
 
 def _by_incident(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -34,7 +34,7 @@ from shared.streams import (
     INCIDENTS,
     SEVERITY,
 )
-from tests.helpers import eventually, read_stream, running
+from tests.helpers import eventually, read_stream, running, settled
 
 pytestmark = pytest.mark.integration
 
@@ -102,8 +102,7 @@ async def test_triage_opens_one_incident_per_fingerprint(
 
 
 async def _pending_is_zero(redis: Redis) -> bool:
-    groups = await redis.xinfo_groups(ALERTS.key)
-    return all(not g["pending"] and not g["lag"] for g in groups)
+    return await settled(redis, ALERTS.key)
 
 
 async def test_remediator_answers_once_even_when_redelivered(
