@@ -136,7 +136,10 @@ def render(incident: IncidentDetail, timeline: list[TimelineEntry]) -> str:
     duration = format_duration(end - incident.opened_at) if end else "ongoing"
     services = ", ".join(incident.services) or incident.service
     alerts = incident.alert_count
-    history = " → ".join(h.severity for h in incident.severity_history) or incident.severity
+    # SeverityAssigned also announces a service joining at the same severity: show changes.
+    levels = [h.severity for h in incident.severity_history]
+    changes = [s for i, s in enumerate(levels) if i == 0 or s != levels[i - 1]]
+    history = " → ".join(changes) or incident.severity
     attendees = [
         f"{getattr(incident.roles, r)} ({t})"
         for r, t in ROLE_TITLES.items()

@@ -162,6 +162,17 @@ def test_executive_summary_and_details_state_start_resolution_duration_severity(
     assert "- **Severity History:** P2 → P1" in details
 
 
+def test_severity_history_shows_changes_not_every_announcement() -> None:
+    # A service joining is announced at the same severity: P2, P2, P1, P1, P0 reads P2 → P1 → P0.
+    levels = ["P2", "P2", "P1", "P1", "P0"]
+    history = [
+        SeverityChange(at=at(i), severity=s, previous_severity=None, reason="r", event_id=str(i))
+        for i, s in enumerate(levels)
+    ]
+    details = _sections(postmortem.render(_incident(severity_history=history), _timeline()))
+    assert "- **Severity History:** P2 → P1 → P0\n" in details["Incident Details"]
+
+
 def test_timeline_table_has_one_row_per_entry_with_action_and_decision_maker() -> None:
     sections = _sections(postmortem.render(_incident(), _timeline()))
     table = sections["Incident Timeline"]
