@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.pipeline import raw_ceiling
+from bench.pipeline import cpu_seconds, raw_ceiling
 from services.recorder.models import EventRow, IncidentRow
 from shared.cluster import LocalCluster
 from shared.events import (
@@ -123,13 +123,6 @@ async def _recorder_state(redis: Redis) -> list[bool] | None:
     return state
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (and its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / 100.0  # USER_HZ is 100 on Linux
-
-
 def _profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
     """py-spy (installed beside this Python) sampling `pid` into `output` until SIGINT."""
     py_spy = str(Path(sys.executable).with_name("py-spy"))
@@ -149,17 +142,15 @@ async def drain(
         await asyncio.sleep(0.002)
     started = time.perf_counter()
     # The groups exist, so the process does: measure its CPU from here on.
-    recorder = cluster.services["recorder"]
-    assert recorder.proc is not None
-    pid = recorder.proc.pid
-    cpu0 = _cpu_seconds(pid)
+    pid = cluster.services["recorder"].pid
+    cpu0 = cpu_seconds(pid)
     spy = _profiler(pid, profile) if profile else None
     while not all(await _recorder_state(redis) or [False]):
         if time.perf_counter() - started > timeout_s:
             raise TimeoutError(f"the recorder did not drain in {timeout_s}s")
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
-    cores = (_cpu_seconds(pid) - cpu0) / elapsed
+    cores = (cpu_seconds(pid) - cpu0) / elapsed
     await starting
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C

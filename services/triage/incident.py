@@ -100,10 +100,6 @@ class Incident:
         """Services with a firing alert, in the order they joined."""
         return tuple(s for s in self.services if self.firing.get(s, 0) > 0)
 
-    @property
-    def any_firing(self) -> bool:
-        return any(n > 0 for n in self.firing.values())
-
     def to_json(self) -> str:
         data: dict[str, Any] = {
             f.name: getattr(self, f.name) for f in fields(self) if f.name != "worst"

@@ -88,20 +88,20 @@ class Triage:
     # Alerts ------------------------------------------------------------------------------
 
     async def on_alerts(self, events: list[Event]) -> None:
-        """A batch of alerts, committed at once; split in halves while another replica's
-        commits keep getting in between, down to single alerts that retry on their own."""
-        alerts = [_Prepared.of(event, self) for event in events]
+        """A batch of alerts, committed at once."""
+        await self._apply_split([_Prepared.of(event, self) for event in events])
+
+    async def _apply_split(self, alerts: list[_Prepared]) -> None:
+        """Split in halves while another replica's commits keep getting in between, down
+        to single alerts that retry on their own."""
         if await self._apply(alerts):
             return
         if len(alerts) == 1:
             await self._until_committed(lambda: self._apply(alerts))
             return
-        half = len(events) // 2
-        await self.on_alerts(events[:half])
-        await self.on_alerts(events[half:])
-
-    async def on_alert(self, event: Event) -> None:
-        await self.on_alerts([event])
+        half = len(alerts) // 2
+        await self._apply_split(alerts[:half])
+        await self._apply_split(alerts[half:])
 
     async def _apply(self, alerts: list[_Prepared]) -> bool:
         now = self.now()
