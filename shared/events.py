@@ -16,14 +16,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.silences import Matcher, Recurrence
+
 __all__ = [
     "EVENT_TYPES",
     "ActionApproved",
     "ActionCompleted",
     "ActionOutcome",
+    "ActionRefused",
     "ActionRequested",
     "AlertCorrelated",
     "AlertRaised",
+    "AlertSilenced",
     "AlertSource",
     "AlertStatus",
     "EscalationDue",
@@ -37,6 +41,8 @@ __all__ = [
     "RoleAssigned",
     "Severity",
     "SeverityAssigned",
+    "SilenceCreated",
+    "SilenceExpired",
     "derive_fingerprint",
     "parse_event",
     "utcnow",
@@ -391,6 +397,19 @@ class ActionApproved(Event):
     approver: str = Field(default="operator", max_length=128, description="Who approved.")
 
 
+class ActionRefused(Event):
+    """An operator refused an action that waits for approval: it is not run."""
+
+    EVENT_TYPE: ClassVar[str] = "ActionRefused"
+    event_type: Literal["ActionRefused"] = Field(
+        default="ActionRefused", description="ActionRefused."
+    )
+
+    action_id: str = Field(description="The action refused.")
+    by: str = Field(default="operator", max_length=128, description="Who refused.")
+    reason: str = Field(default="", max_length=2000, description="Why, if they said.")
+
+
 class NotificationSent(Event):
     """A notifier delivered (or failed to deliver) an escalation."""
 
@@ -405,6 +424,58 @@ class NotificationSent(Event):
     delivered: bool = Field(description="Whether the receiver accepted it.")
     attempts: int = Field(default=1, ge=1, description="How many tries it took.")
     detail: str = Field(default="", description="Receiver's answer or the error.")
+
+
+class SilenceCreated(Event):
+    """An operator silenced matching alerts for a while (a maintenance window)."""
+
+    EVENT_TYPE: ClassVar[str] = "SilenceCreated"
+    event_type: Literal["SilenceCreated"] = Field(
+        default="SilenceCreated", description="SilenceCreated."
+    )
+
+    silence_id: str = Field(max_length=64, description="Id of the silence.")
+    matchers: list[Matcher] = Field(
+        description="All must match: service, check or labels (Alertmanager API v2 shape)."
+    )
+    starts_at: datetime = Field(description="From when (UTC).")
+    ends_at: datetime = Field(description="Until when (UTC).")
+    recurrence: Recurrence | None = Field(
+        default=None, description="Repeating windows (RRULE, time zone, duration), if any."
+    )
+    comment: str = Field(default="", max_length=2000, description="Why.")
+    by: str = Field(default="operator", max_length=128, description="Who made it.")
+
+
+class SilenceExpired(Event):
+    """A silence was ended before its time."""
+
+    EVENT_TYPE: ClassVar[str] = "SilenceExpired"
+    event_type: Literal["SilenceExpired"] = Field(
+        default="SilenceExpired", description="SilenceExpired."
+    )
+
+    silence_id: str = Field(max_length=64, description="Id of the silence.")
+    by: str = Field(default="operator", max_length=128, description="Who expired it.")
+
+
+class AlertSilenced(Event):
+    """Triage kept an alert from opening an incident: a silence covers it. Published
+    once per alert fingerprint and silence window; `causation_id` is the alert."""
+
+    EVENT_TYPE: ClassVar[str] = "AlertSilenced"
+    event_type: Literal["AlertSilenced"] = Field(
+        default="AlertSilenced", description="AlertSilenced."
+    )
+
+    silence_id: str = Field(max_length=64, description="The silence that covers it.")
+    fingerprint: str = Field(description="Fingerprint of the alert.")
+    service: str = Field(description="Service of the alert (canonical name).")
+    check: str = Field(description="Check of the alert.")
+    summary: str = Field(default="", description="The alert's summary.")
+    window_ends_at: datetime = Field(
+        description="When the silence's window ends: an alert still firing then is new."
+    )
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -422,6 +493,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoleAssigned,
         ActionApproved,
         NotificationSent,
+        ActionRefused,
+        SilenceCreated,
+        SilenceExpired,
+        AlertSilenced,
     )
 }
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from shared.events import (
     ActionApproved,
     ActionCompleted,
+    ActionRefused,
     ActionRequested,
     AlertCorrelated,
     AlertRaised,
+    AlertSilenced,
     EscalationDue,
     Event,
     IncidentAcknowledged,
@@ -18,6 +20,8 @@ from shared.events import (
     NotificationSent,
     RoleAssigned,
     SeverityAssigned,
+    SilenceCreated,
+    SilenceExpired,
 )
 
 __all__ = [
@@ -57,6 +61,10 @@ INCIDENTS = StreamSpec(
         ActionApproved,
         AlertCorrelated,
         NotificationSent,
+        ActionRefused,
+        SilenceCreated,
+        SilenceExpired,
+        AlertSilenced,
     ),
 )
 DEAD_LETTER = "jarvis:dead-letter"
