@@ -97,6 +97,20 @@ end
 return ack
 """
 
+# KEYS: due. ARGV: incident ids. For each, its earliest pending timer: {member, due} or false.
+_NEXT = """
+local out = {}
+for i, id in ipairs(ARGV) do
+  local best, first = nil, false
+  for _, m in ipairs(redis.call('SMEMBERS', 'jarvis:escalator:timers:' .. id)) do
+    local due = tonumber(redis.call('ZSCORE', KEYS[1], m))
+    if due and (best == nil or due < best) then best, first = due, m end
+  end
+  out[i] = first and {first, string.format('%.3f', best)} or false
+end
+return out
+"""
+
 # KEYS: state, timers, due, fired, services. ARGV: ttl. Returns 1 the first time.
 _RESOLVE = """
 local first = redis.call('HGET', KEYS[1], 'resolved') ~= '1'
@@ -159,6 +173,7 @@ class EscalatorStore:
         self._immediate = redis.register_script(_IMMEDIATE)
         self._ack = redis.register_script(_ACK)
         self._resolve = redis.register_script(_RESOLVE)
+        self._next = redis.register_script(_NEXT)
 
     @staticmethod
     def state_key(incident_id: str) -> str:
@@ -283,6 +298,19 @@ class EscalatorStore:
             self._services(incident_id),
         ]
         return bool(int(await self._resolve(keys=keys, args=[_RESOLVED_TTL_S])))
+
+    async def next_due(self, incident_ids: list[str]) -> dict[str, tuple[int, datetime]]:
+        """Each incident's next time step (level, when), for those that have one pending:
+        what the operator page shows. Read-only, one round trip."""
+        if not incident_ids:
+            return {}
+        found = await self._next(keys=[DUE_KEY], args=incident_ids)
+        out: dict[str, tuple[int, datetime]] = {}
+        for incident_id, hit in zip(incident_ids, found, strict=True):
+            if hit:
+                timer = DueTimer.parse(as_text(hit[0]))
+                out[incident_id] = (timer.level, _from_ts(as_text(hit[1])))
+        return out
 
     async def pending_count(self) -> int:
         return int(await self._redis.zcard(DUE_KEY))

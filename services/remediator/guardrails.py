@@ -33,6 +33,7 @@ __all__ = [
     "Verdict",
     "VerdictKind",
     "apply_blocks",
+    "apply_maintenance",
     "attempt_limit_for",
     "decide",
     "effective_timeout",
@@ -91,6 +92,7 @@ class VerdictKind(StrEnum):
     DRY_RUN = "dry_run"
     REJECT = "reject"
     AWAIT_APPROVAL = "await_approval"
+    SKIP = "skip"  # not run, on purpose (a maintenance window): not a failure
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,30 @@ def apply_blocks(verdict: Verdict, blocked: dict[str, str]) -> Verdict:
         if target in blocked:
             reason = f"automatic action on {target} is stopped: {blocked[target]}"
             return _with(verdict, VerdictKind.REJECT, reason, escalate=True)
+    return verdict
+
+
+def apply_maintenance(
+    verdict: Verdict, request: ActionRequested, silenced: dict[str, tuple[str, datetime]]
+) -> Verdict:
+    """Run no automatic (playbook) action that changes a target inside a maintenance
+    window: `silenced` maps such targets to (silence id, window end). People do planned
+    work there; a playbook restarting what they stopped would undo it. Reads and backups
+    still run, and so does what an operator asks for or approves himself."""
+    if verdict.kind not in (VerdictKind.EXECUTE, VerdictKind.AWAIT_APPROVAL):
+        return verdict
+    if not request.requested_by.startswith("playbook:"):
+        return verdict
+    if verdict.action not in LIMITED_ACTIONS and not is_dangerous(request):
+        return verdict
+    for target in verdict.targets:
+        if target in silenced:
+            silence_id, until = silenced[target]
+            reason = (
+                f"not run: {target} is in a maintenance window (silenced by {silence_id} "
+                f"until {until:%Y-%m-%d %H:%M} UTC); automatic action waits for people"
+            )
+            return _with(verdict, VerdictKind.SKIP, reason)
     return verdict
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
@@ -22,6 +22,7 @@ from services.remediator.guardrails import (
     Verdict,
     VerdictKind,
     apply_blocks,
+    apply_maintenance,
     attempt_limit_for,
     decide,
     effective_timeout,
@@ -37,12 +38,15 @@ from shared.events import (
     ActionApproved,
     ActionCompleted,
     ActionOutcome,
+    ActionRefused,
     ActionRequested,
     AlertRaised,
     AlertStatus,
     Event,
 )
 from shared.settings import Settings
+from shared.silence_store import SilenceWatch
+from shared.silences import alert_labels, canonical_service
 
 __all__ = ["GROUP", "Remediator", "completion_id"]
 
@@ -71,6 +75,7 @@ class Remediator:
         executor: Executor,
         bus: EventBus,
         clock: Clock,
+        silences: SilenceWatch,
     ) -> None:
         self._settings = settings
         self._s = settings.remediator
@@ -78,6 +83,7 @@ class Remediator:
         self._executor = executor
         self._bus = bus
         self._clock = clock
+        self._silences = silences
 
     # -- ActionRequested ------------------------------------------------------------
     async def on_action(self, event: Event) -> None:
@@ -97,14 +103,42 @@ class Remediator:
         if not await self._state.claim(request, now + self._run_budget(request)):
             return  # another delivery is running it; the sweep reports a crashed run
         verdict = decide(request, self._s)
+        verdict = apply_maintenance(verdict, request, await self._in_maintenance(verdict.targets))
         verdict = apply_blocks(verdict, await self._state.blocks(verdict.targets, now))
         await self._act(request, verdict, started=time.perf_counter())
+
+    async def _silenced(self, alert: AlertRaised, now: datetime) -> bool:
+        index = await self._silences.index()
+        service = canonical_service(alert.service, self._settings.triage.service_aliases)
+        return index.silencing(alert_labels(service, alert.check, alert.labels), now) is not None
+
+    async def _in_maintenance(self, targets: tuple[str, ...]) -> dict[str, tuple[str, datetime]]:
+        """The targets a silence in force covers: (silence id, end of its window)."""
+        index = await self._silences.index()
+        if not index.silences or not targets:
+            return {}
+        now = self._clock.now()
+        triage = self._settings.triage
+        found: dict[str, tuple[str, datetime]] = {}
+        for target in targets:
+            services = {s for s, c in triage.containers.items() if c == target}
+            services.add(canonical_service(target, triage.service_aliases))
+            for service in sorted(services):
+                hit = index.silencing(alert_labels(service, "", {"container": target}), now)
+                if hit is not None:
+                    found[target] = (hit[0].id, hit[1][1])
+                    break
+        return found
 
     async def _act(
         self, request: ActionRequested, verdict: Verdict, *, started: float, prefix: str = ""
     ) -> None:
         if verdict.kind is VerdictKind.EXECUTE:
             await self._execute(request, verdict, started=started, prefix=prefix)
+        elif verdict.kind is VerdictKind.SKIP:
+            await self._finish(
+                self._completion(request, ActionOutcome.SKIPPED, prefix + verdict.reason, started)
+            )
         elif verdict.kind is VerdictKind.AWAIT_APPROVAL:
             outcome = ActionOutcome.AWAITING_APPROVAL
             awaiting = self._completion(
@@ -196,6 +230,9 @@ class Remediator:
 
     # -- ActionApproved -------------------------------------------------------------
     async def on_incident_event(self, event: Event) -> None:
+        if isinstance(event, ActionRefused):
+            await self._refused(event)
+            return
         if not isinstance(event, ActionApproved):
             return
         started = time.perf_counter()
@@ -210,6 +247,22 @@ class Remediator:
         verdict = apply_blocks(verdict, await self._state.blocks(verdict.targets, now))
         await self._act(request, verdict, started=started, prefix=f"approved by {event.approver}: ")
 
+    async def _refused(self, event: ActionRefused) -> None:
+        """An operator said no: the action waiting for approval is answered `rejected`
+        (naming who and why) and never runs; its playbook stops as for any rejection."""
+        started = time.perf_counter()
+        grace = timedelta(seconds=_INTERRUPTED_GRACE_S)
+        request = await self._state.take_approved(event.action_id, self._clock.now() + grace)
+        if request is None:
+            log.info("refusal of %s ignored: it is not waiting for approval", event.action_id)
+            return
+        why = f": {event.reason}" if event.reason else ""
+        await self._finish(
+            self._completion(
+                request, ActionOutcome.REJECTED, f"refused by {event.by}{why}; not run", started
+            )
+        )
+
     # -- AlertRaised: was a fix ineffective? ------------------------------------------
     async def on_alert(self, event: Event) -> None:
         assert isinstance(event, AlertRaised)
@@ -223,6 +276,10 @@ class Remediator:
             target, alert.fingerprint, firing, now, self._s.ineffective_window_s
         )
         fix = await self._state.fix(target) if firing else None
+        if fix is not None and await self._silenced(alert, now):
+            # Planned work makes alerts fire: that is no evidence against the last fix,
+            # and a silenced alert must not page anyone through an escalation.
+            return
         reason = ineffective_reason(fix, alert, now, self._s) if fix else None
         if fix is None or reason is None:
             return

@@ -21,6 +21,7 @@ from services.remediator.redis_ops import RedisOps
 from services.remediator.state import RemediatorState
 from services.remediator.verification import Verifier
 from shared.runtime import Runtime, Service
+from shared.silence_store import SilenceWatch
 from shared.streams import ACTIONS_REQUESTED, ALERTS, INCIDENTS
 
 __all__ = ["GROUP", "build", "build_ports"]
@@ -50,6 +51,7 @@ def build(runtime: Runtime, ports: Ports | None = None) -> Service:
         executor=Executor(settings, ports),
         bus=runtime.bus(GROUP),
         clock=runtime.clock,
+        silences=SilenceWatch(runtime.redis),
     )
     state = RemediatorState(runtime.redis, settings.consumer.stream_maxlen)
 

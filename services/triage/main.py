@@ -36,6 +36,7 @@ from services.triage.outbox import (
     write_resolution,
     write_step,
 )
+from services.triage.silencing import Silenced, Silencing
 from services.triage.store import AlertQuery, Batch, Keys, TriageStore
 from shared.events import (
     ActionCompleted,
@@ -47,6 +48,7 @@ from shared.events import (
 )
 from shared.runtime import Runtime, Service
 from shared.settings import TriageSettings
+from shared.silences import SilenceIndex, alert_labels
 from shared.streams import ACTIONS_COMPLETED, ALERTS, INCIDENTS
 
 __all__ = ["GROUP", "Triage", "build"]
@@ -64,11 +66,16 @@ class Triage:
     """The handlers, bound to the store, the clock and the configuration."""
 
     def __init__(
-        self, settings: TriageSettings, store: TriageStore, now: Callable[[], datetime]
+        self,
+        settings: TriageSettings,
+        store: TriageStore,
+        now: Callable[[], datetime],
+        silencing: Silencing,
     ) -> None:
         self.settings = settings
         self.store = store
         self.now = now
+        self.silencing = silencing
         self.policy = GroupingPolicy.of(settings)
         self.classify = Classifier(
             settings.rules,
@@ -106,12 +113,25 @@ class Triage:
     async def _apply(self, alerts: list[_Prepared]) -> bool:
         now = self.now()
         snap = await self.store.read_alerts([a.query for a in alerts], now)
+        silences = await self.silencing.index()
+        # What is remembered of silenced alerts whose fingerprint has no open incident: for
+        # the firing ones when silences exist, for the resolved ones always (to forget them).
+        known = await self.silencing.remembered(
+            [
+                a.alert.fingerprint
+                for a, read in zip(alerts, snap.reads, strict=True)
+                if not (read.done or read.incident_id) and (silences.silences or not a.query.firing)
+            ]
+        )
         batch = self.store.batch()
         for index, prepared in enumerate(alerts):
             alert = prepared.alert
             if snap.done(index, alert.event_id):
                 continue  # a redelivery of an alert already applied
             mapped = snap.mapped(index, alert.fingerprint)
+            if mapped is None and self._silenced(batch, prepared, silences, known, now):
+                snap.applied.add(alert.event_id)
+                continue
             change = (
                 on_firing(
                     alert,
@@ -138,6 +158,29 @@ class Triage:
             snap.apply(alert.event_id, alert.fingerprint, change, now)
         write_incidents(batch, snap.changed())
         return await self.store.commit(snap.version, batch)
+
+    def _silenced(
+        self,
+        batch: Batch,
+        prepared: _Prepared,
+        silences: SilenceIndex,
+        known: dict[str, Silenced],
+        now: datetime,
+    ) -> bool:
+        """A new alert (no open incident of its fingerprint) that a silence covers is
+        recorded and goes no further; a silenced alert that resolves is forgotten."""
+        alert = prepared.alert
+        if not prepared.query.firing:
+            Silencing.recovered(batch, alert, known.pop(alert.fingerprint, None))
+            return False
+        found = silences.silencing(prepared.labels, now)
+        if found is None:
+            return False
+        silence, window = found
+        known[alert.fingerprint] = Silencing.silence(
+            batch, alert, prepared.service, (silence.id, window), known.get(alert.fingerprint)
+        )
+        return True
 
     def _playbook(
         self,
@@ -297,6 +340,7 @@ class _Prepared:
     verdict: Classification
     new_id: str  # the incident it opens, if it opens one
     query: AlertQuery
+    labels: dict[str, str]  # what silences match
 
     @classmethod
     def of(cls, event: Event, triage: Triage) -> _Prepared:
@@ -309,20 +353,29 @@ class _Prepared:
             triage.classify(event),
             derived_id(event.event_id, "incident"),
             AlertQuery(event.event_id, event.fingerprint, firing, triage.policy.related(service)),
+            alert_labels(service, event.check, event.labels),
         )
 
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.triage
+    maxlen = runtime.settings.consumer.stream_maxlen
     triage = Triage(
         settings,
-        TriageStore(runtime.redis, runtime.settings.consumer.stream_maxlen),
+        TriageStore(runtime.redis, maxlen),
         runtime.clock.now,
+        Silencing(runtime.redis, maxlen),
     )
 
     async def resolver() -> None:
         while True:
             await triage.resolve_quiet()
+            await asyncio.sleep(settings.resolve_check_s)
+
+    async def unsilencer() -> None:
+        # Silenced alerts still firing when their window ends come back as new ones.
+        while True:
+            await triage.silencing.release_due(runtime.clock.now())
             await asyncio.sleep(settings.resolve_check_s)
 
     return Service(
@@ -334,6 +387,6 @@ def build(runtime: Runtime) -> Service:
             runtime.consume(ACTIONS_COMPLETED, GROUP, triage.on_action_completed),
             runtime.consume(INCIDENTS, GROUP, triage.on_incident),
         ],
-        background=[resolver],
+        background=[resolver, unsilencer],
         health=triage.health,
     )

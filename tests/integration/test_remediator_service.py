@@ -17,8 +17,18 @@ from services.remediator.main import build
 from services.remediator.state import RemediatorState
 from shared.bus import EventBus
 from shared.clock import ManualClock
-from shared.events import ActionApproved, ActionRequested, AlertRaised, AlertStatus, Event
+from shared.events import (
+    ActionApproved,
+    ActionRefused,
+    ActionRequested,
+    AlertRaised,
+    AlertStatus,
+    Event,
+    utcnow,
+)
 from shared.settings import Settings
+from shared.silence_store import SilenceStore
+from shared.silences import Matcher, SilenceSpec
 from shared.streams import ACTIONS_COMPLETED
 from tests.helpers import eventually, read_stream, running
 from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
@@ -39,8 +49,7 @@ def _request(action: str, target: str = "", **fields: Any) -> ActionRequested:
         action=action,
         target=target,
         incident_id=str(uuid.uuid4()),
-        requested_by="test",
-        **fields,
+        **{"requested_by": "test", **fields},
     )
 
 
@@ -343,3 +352,58 @@ def _again(alert: AlertRaised, status: AlertStatus) -> Event:
 
 async def _firing(redis: Redis, target: str) -> bool:
     return bool(await redis.hlen(f"jarvis:remediator:firing:{target}"))
+
+
+async def test_a_refused_action_is_answered_rejected_naming_who_and_never_runs(
+    redis: Redis, redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    target, section = await _flushdb_setup(redis_url)
+    async with _remediator(_enabled(make_settings, **section)) as bus:
+        request = _request("redis.flushdb", "jarvis-redis")
+        await bus.publish(request)
+        await eventually(lambda: _count_is(redis, request.action_id, 1))
+        await bus.publish(ActionRefused(action_id=request.action_id, by="alice", reason="not now"))
+        answer = await _final(redis, request.action_id)
+        assert answer["outcome"] == "rejected"
+        assert answer["detail"] == "refused by alice: not now; not run"
+        assert answer["escalate"] is False
+        # An approval after the refusal finds nothing waiting: nothing runs.
+        await bus.publish(ActionApproved(action_id=request.action_id, approver="bob"))
+        await bus.publish(request)
+        await eventually(lambda: _count_is(redis, request.action_id, 3))
+    assert await target.get("cache:x") == b"1"
+    await target.aclose()
+
+
+async def test_no_automatic_action_changes_a_target_in_a_maintenance_window(
+    redis: Redis, redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    target, section = await _flushdb_setup(redis_url)
+    settings = _enabled(make_settings, **section).model_copy(deep=True)
+    settings.triage.containers["redis"] = "jarvis-redis"  # service redis runs in it
+    now = utcnow()
+    spec = SilenceSpec(
+        matchers=[Matcher(name="service", value="redis")],
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        comment="redis upgrade",
+        created_by="alice",
+    )
+    silence, _ = await SilenceStore(redis, 1000).create(spec, now)
+    async with _remediator(settings) as bus:
+        playbook = _request("redis.flushdb", "jarvis-redis", requested_by="playbook:x")
+        operator = _request("redis.flushdb", "jarvis-redis")
+        backup = _request("redis.bgsave", "jarvis-redis", requested_by="playbook:x")
+        for request in (playbook, operator, backup):
+            await bus.publish(request)
+        skipped = await _final(redis, playbook.action_id)
+        assert skipped["outcome"] == "skipped"
+        assert skipped["dry_run"] is False
+        assert f"silenced by {silence.id}" in skipped["detail"]
+        assert "maintenance window" in skipped["detail"]
+        # What an operator asks for still goes to approval; a backup still runs.
+        await eventually(lambda: _count_is(redis, operator.action_id, 1))
+        assert (await _answers(redis, operator.action_id))[0]["outcome"] == "awaiting_approval"
+        assert (await _final(redis, backup.action_id))["outcome"] == "succeeded"
+    assert await target.get("cache:x") == b"1"
+    await target.aclose()

@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.triage.main import Triage
+from services.triage.silencing import Silencing
 from services.triage.store import Keys, TriageStore
 from shared.events import AlertRaised, AlertStatus, Event, Level
 from shared.settings import Settings
@@ -75,7 +76,12 @@ async def _outcome(redis: Redis) -> dict[str, Any]:
 
 
 def _triage(settings: Settings, redis: Redis) -> Triage:
-    return Triage(settings.triage, TriageStore(redis, 10_000), lambda: T0 + timedelta(seconds=10))
+    return Triage(
+        settings.triage,
+        TriageStore(redis, 10_000),
+        lambda: T0 + timedelta(seconds=10),
+        Silencing(redis, 10_000),
+    )
 
 
 async def test_a_batch_decides_exactly_as_alerts_one_at_a_time(
@@ -111,7 +117,9 @@ async def test_a_batch_that_loses_a_race_is_split_and_still_applied_once(
 ) -> None:
     settings = make_settings(triage={"playbooks_enabled": False})
     store = TriageStore(redis, 10_000)
-    triage = Triage(settings.triage, store, lambda: T0 + timedelta(seconds=10))
+    triage = Triage(
+        settings.triage, store, lambda: T0 + timedelta(seconds=10), Silencing(redis, 10_000)
+    )
     commit = store.commit
     lost: list[int] = []
 
