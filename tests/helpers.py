@@ -13,10 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.clock import Clock
+from shared.events import Event
 from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import Settings
 
-__all__ = ["eventually", "read_stream", "running", "settled"]
+__all__ = ["eventually", "read_stream", "recorded", "running", "settled"]
 
 
 async def read_stream(redis: Redis, key: str) -> list[dict[str, Any]]:
@@ -78,3 +79,22 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"condition not met within {timeout}s; last value: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def recorded(runtime: Runtime, client: httpx.AsyncClient, *events: Event) -> None:
+    """Publish `events` as the other services do, and wait until the recorder (hosted by
+    `client`'s app) has every one of them that belongs to an incident on its timeline."""
+    await runtime.bus("test").publish_many(events)
+    incident_ids = {e.incident_id for e in events if e.incident_id}
+
+    async def stored() -> bool:
+        for incident_id in incident_ids:
+            timeline = await client.get(f"/api/v1/incidents/{incident_id}/timeline")
+            if timeline.status_code != 200:
+                return False
+            ids = {entry["event_id"] for entry in timeline.json()}
+            if not {e.event_id for e in events if e.incident_id == incident_id} <= ids:
+                return False
+        return True
+
+    await eventually(stored)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from services.recorder import stats as figures
 from services.recorder.db import as_utc
+from services.recorder.postmortem_html import as_html, wants_html
 from services.recorder.queries import IncidentFilter, Reader
 from services.recorder.report import incident_detail, postmortem_markdown, timeline_entries
 from services.recorder.schemas import (
     IncidentDetail,
     IncidentOut,
+    NextEscalation,
     SeverityName,
     SeverityStats,
     Stats,
@@ -22,7 +25,15 @@ from services.recorder.schemas import (
     TimelineEntry,
 )
 
-__all__ = ["IncidentId", "make_read_router", "not_found"]
+__all__ = ["IncidentId", "NextEscalations", "make_read_router", "not_found"]
+
+#: The escalator's next time step of each incident that has one (see EscalatorStore.next_due).
+NextEscalations = Callable[[list[str]], Awaitable[dict[str, NextEscalation]]]
+
+
+async def _none(_: list[str]) -> dict[str, NextEscalation]:
+    return {}
+
 
 IncidentId = Path(min_length=1, max_length=64, description="The incident's id.")
 
@@ -31,7 +42,9 @@ def not_found(incident_id: str) -> HTTPException:
     return HTTPException(404, f"incident_id: no incident {incident_id!r}")
 
 
-def make_read_router(reader: Reader, page_size: int) -> APIRouter:
+def make_read_router(
+    reader: Reader, page_size: int, next_escalations: NextEscalations = _none
+) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["timeline"])
 
     @router.get("/incidents", response_model=list[IncidentOut])
@@ -48,12 +61,17 @@ def make_read_router(reader: Reader, page_size: int) -> APIRouter:
         where = IncidentFilter(status, severity, service, as_utc(since) if since else None)
         rows, total = await reader.list_incidents(where, limit=limit, offset=offset)
         response.headers["X-Total-Count"] = str(total)
-        return [IncidentOut.of(r) for r in rows]
+        pending = await next_escalations([r.id for r in rows if r.status != "resolved"])
+        return [IncidentOut.of(r, pending.get(r.id)) for r in rows]
 
     @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
     async def get_incident(incident_id: str = IncidentId) -> IncidentDetail:
-        """An incident with its severity history and its alerts as counted runs."""
-        detail = await incident_detail(reader, incident_id)
+        """An incident with its path through the runbook's phases, its severity history and
+        its alerts as counted runs."""
+        pending = await next_escalations([incident_id])
+        detail = await incident_detail(
+            reader, incident_id, next_escalation=pending.get(incident_id)
+        )
         if detail is None:
             raise not_found(incident_id)
         return detail
@@ -69,13 +87,19 @@ def make_read_router(reader: Reader, page_size: int) -> APIRouter:
     @router.get(
         "/incidents/{incident_id}/postmortem",
         response_class=PlainTextResponse,
-        responses={200: {"content": {"text/markdown": {}}}},
+        responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
     )
-    async def get_postmortem(incident_id: str = IncidentId) -> PlainTextResponse:
-        """The runbook's blameless postmortem template, filled in from the timeline (Markdown)."""
+    async def get_postmortem(
+        incident_id: str = IncidentId,
+        accept: str | None = Header(default=None, max_length=1024),
+    ) -> Response:
+        """The runbook's blameless postmortem template, filled in from the timeline:
+        Markdown, or an HTML page when the client asks for `text/html` (a browser)."""
         text = await postmortem_markdown(reader, incident_id)
         if text is None:
             raise not_found(incident_id)
+        if wants_html(accept):
+            return HTMLResponse(as_html(text, f"Post-Incident Review: {incident_id}"))
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
     @router.get("/stats", response_model=Stats)

@@ -13,13 +13,23 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path
 
 from services.recorder.api import IncidentId, not_found
+from services.recorder.models import EventRow
 from services.recorder.queries import Reader
-from services.recorder.schemas import Accepted, AckIn, ApproveIn, NoteIn, ResolveIn, RoleIn
+from services.recorder.schemas import (
+    Accepted,
+    AckIn,
+    ApproveIn,
+    NoteIn,
+    RefuseIn,
+    ResolveIn,
+    RoleIn,
+)
 from services.recorder.security import limited_body_route
 from services.recorder.store import TimelineStore
 from shared.bus import EventBus
 from shared.events import (
     ActionApproved,
+    ActionRefused,
     Event,
     IncidentAcknowledged,
     IncidentResolved,
@@ -34,9 +44,13 @@ _NS = uuid.UUID("5d0e7a52-2f0b-4c8e-8a71-3f1c9b6d4e10")
 _ERRORS = {
     401: {"description": "Missing or wrong bearer token."},
     404: {"description": "No such incident or action."},
-    409: {"description": "The incident is resolved already."},
+    409: {
+        "description": "The incident is resolved already, or the action named is not the "
+        "one waiting, or it was answered already."
+    },
     413: {"description": "Body too large."},
 }
+ActionId = Path(min_length=1, max_length=64, description="The action's id.")
 IdempotencyKey = Header(default=None, max_length=128, description="Same key, same event.")
 
 
@@ -125,7 +139,7 @@ def make_command_router(
         return await publish(
             NoteAdded(
                 event_id=event_id("note", incident_id, idempotency_key),
-                author=body.author,
+                author=body.by or "operator",
                 text=body.text,
                 **envelope,
             )
@@ -148,27 +162,62 @@ def make_command_router(
             )
         )
 
+    async def requested(action_id: str, action: str | None) -> EventRow:
+        found = await reader.requested_action(action_id)
+        if found is None:
+            raise HTTPException(404, f"action_id: no requested action {action_id!r}")
+        waiting = str(found.payload.get("action", ""))
+        if action is not None and action != waiting:
+            raise HTTPException(
+                409, f"action: {action_id!r} is {waiting}, not {action} — nothing was done"
+            )
+        return found
+
+    def follow(request: EventRow) -> dict[str, str | None]:
+        return {
+            "producer": "recorder",
+            "incident_id": request.incident_id,
+            "correlation_id": request.incident_id,
+            "causation_id": request.event_id,
+        }
+
     @router.post("/actions/{action_id}/approve", status_code=202, response_model=Accepted)
     async def approve(
-        action_id: str = Path(min_length=1, max_length=64, description="The action's id."),
+        action_id: str = ActionId,
         body: ApproveIn | None = Body(default=None),  # noqa: B008
         idempotency_key: str | None = IdempotencyKey,
     ) -> Accepted:
         """Approve an action waiting for approval (publishes ActionApproved; the remediator
-        runs it)."""
-        requested = await reader.requested_action(action_id)
-        if requested is None:
-            raise HTTPException(404, f"action_id: no requested action {action_id!r}")
+        runs it). Name the action (`action`) to be sure you approve what you think."""
         body = body or ApproveIn()
+        request = await requested(action_id, body.action)
         return await publish(
             ActionApproved(
                 event_id=event_id("approve", action_id, idempotency_key),
                 action_id=action_id,
-                approver=body.approver,
-                producer="recorder",
-                incident_id=requested.incident_id,
-                correlation_id=requested.incident_id,
-                causation_id=requested.event_id,
+                approver=body.by or "operator",
+                **follow(request),
+            )
+        )
+
+    @router.post("/actions/{action_id}/refuse", status_code=202, response_model=Accepted)
+    async def refuse(
+        body: RefuseIn,
+        action_id: str = ActionId,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> Accepted:
+        """Refuse an action waiting for approval (publishes ActionRefused; the remediator
+        answers it `rejected`, naming who refused and why, and it never runs)."""
+        request = await requested(action_id, body.action)
+        if await reader.final_completion(action_id) is not None:
+            raise HTTPException(409, f"action_id: {action_id!r} was answered already")
+        return await publish(
+            ActionRefused(
+                event_id=event_id("refuse", action_id, idempotency_key),
+                action_id=action_id,
+                by=body.by,
+                reason=body.reason,
+                **follow(request),
             )
         )
 

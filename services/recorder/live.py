@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
+from services.recorder.api import NextEscalations
 from services.recorder.db import as_utc
-from services.recorder.page import PAGE
+from services.recorder.page import make_page_router
 from services.recorder.queries import Reader, TimelineItem
 from services.recorder.schemas import IncidentOut, TimelineEntry
 from shared.events import utcnow
@@ -55,7 +56,11 @@ def _frame(kind: str, data: str, event_id: str | None = None) -> str:
 
 
 async def _events(
-    reader: Reader, notifier: Notifier, poll_s: float, incident_id: str | None
+    reader: Reader,
+    notifier: Notifier,
+    poll_s: float,
+    incident_id: str | None,
+    next_escalations: NextEscalations,
 ) -> AsyncIterator[str]:
     cursor = utcnow() - _OVERLAP
     sent_rows: dict[str, datetime] = {}
@@ -72,6 +77,7 @@ async def _events(
             sent_rows[row.event_id] = at
             entry = TimelineEntry.of(TimelineItem(row, None))
             yield _frame("timeline", entry.model_dump_json(), row.event_id)
+        changed = []
         for incident in await reader.updated_since(cursor - _OVERLAP):
             if incident_id and incident.id != incident_id:
                 continue
@@ -80,7 +86,11 @@ async def _events(
             if (incident.id, at) in sent_incidents:
                 continue
             sent_incidents[(incident.id, at)] = at
-            yield _frame("incident", IncidentOut.of(incident).model_dump_json())
+            changed.append(incident)
+        pending = await next_escalations([i.id for i in changed if i.status != "resolved"])
+        for incident in changed:
+            out = IncidentOut.of(incident, pending.get(incident.id))
+            yield _frame("incident", out.model_dump_json())
         cursor = newest
         horizon = cursor - 2 * _OVERLAP
         sent_rows = {k: v for k, v in sent_rows.items() if v >= horizon}
@@ -93,13 +103,11 @@ async def _events(
             yield ": keep-alive\n\n"
 
 
-def make_live_router(reader: Reader, notifier: Notifier, poll_s: float) -> APIRouter:
+def make_live_router(
+    reader: Reader, notifier: Notifier, poll_s: float, next_escalations: NextEscalations
+) -> APIRouter:
     router = APIRouter()
-
-    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        """The operator page: open incidents and a live timeline."""
-        return HTMLResponse(PAGE)
+    router.include_router(make_page_router())
 
     @router.get(
         "/api/v1/stream",
@@ -111,11 +119,12 @@ def make_live_router(reader: Reader, notifier: Notifier, poll_s: float) -> APIRo
         request: Request,
         incident_id: str | None = Query(default=None, min_length=1, max_length=64),
     ) -> StreamingResponse:
-        """Server-sent events: `timeline` (a new timeline entry, JSON as in /timeline) and
-        `incident` (an incident changed, JSON as in /incidents), from now on."""
+        """Server-sent events: `timeline` (a new timeline entry, JSON as in /timeline — an
+        incident's, or a silence's), and `incident` (an incident changed, JSON as in
+        /incidents), from now on."""
         del request
         return StreamingResponse(
-            _events(reader, notifier, poll_s, incident_id),
+            _events(reader, notifier, poll_s, incident_id, next_escalations),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -11,16 +11,21 @@ from fastapi import APIRouter
 from prometheus_client import Counter
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from services.escalator.store import EscalatorStore
 from services.recorder.api import make_read_router
+from services.recorder.approvals import make_approvals_router
 from services.recorder.commands import make_command_router
 from services.recorder.db import checkpoint, migrate
 from services.recorder.live import Notifier, make_live_router
 from services.recorder.queries import Reader
+from services.recorder.schemas import NextEscalation
 from services.recorder.security import bearer_guard, check_exposure
+from services.recorder.silences import make_silence_router
 from services.recorder.store import Outcome, TimelineStore
 from shared.consumer import Retryable
 from shared.events import Event
 from shared.runtime import Runtime, Service
+from shared.silence_store import SilenceStore
 from shared.streams import ALL_STREAMS
 
 __all__ = ["GROUP", "build"]
@@ -83,19 +88,42 @@ def build(runtime: Runtime) -> Service:
             return {"status": "error", "database": f"error: {exc}"}
         return {"status": "ok", "database": store.engine.dialect.name}
 
+    # The escalator's timers are the truth about the next escalation (its policy snapshot,
+    # acknowledgements, steps fired): read them rather than recompute them.
+    escalator = EscalatorStore(runtime.redis, settings.consumer.stream_maxlen)
+
+    async def next_escalations(incident_ids: list[str]) -> dict[str, NextEscalation]:
+        found = await escalator.next_due(incident_ids)
+        return {i: NextEscalation(level=lv, due_at=at) for i, (lv, at) in found.items()}
+
+    guard = bearer_guard(settings.api_token)
     router = APIRouter()
-    router.include_router(make_read_router(reader, config.page_size))
+    router.include_router(make_read_router(reader, config.page_size, next_escalations))
+    router.include_router(make_approvals_router(reader, settings.remediator.approval_timeout_s))
     router.include_router(
         make_command_router(
             store=store,
             reader=reader,
             bus=runtime.bus(GROUP),
-            guard=bearer_guard(settings.api_token),
+            guard=guard,
             max_body_bytes=config.max_body_bytes,
             on_recorded=notifier.notify,
         )
     )
-    router.include_router(make_live_router(reader, notifier, config.stream_poll_s))
+    router.include_router(
+        make_silence_router(
+            silences=SilenceStore(runtime.redis, settings.consumer.stream_maxlen),
+            store=store,
+            reader=reader,
+            guard=guard,
+            max_body_bytes=config.max_body_bytes,
+            aliases=settings.triage.service_aliases,
+            on_recorded=notifier.notify,
+        )
+    )
+    router.include_router(
+        make_live_router(reader, notifier, config.stream_poll_s, next_escalations)
+    )
     return Service(
         name=GROUP,
         router=router,

@@ -46,6 +46,7 @@ class EventRow(Base):
     incident_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     causation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     action_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    silence_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -55,6 +56,7 @@ class EventRow(Base):
         Index("ix_events_causation", "causation_id"),
         Index("ix_events_action", "action_id"),
         Index("ix_events_recorded", "recorded_at"),
+        Index("ix_events_silence", "silence_id"),
     )
 
 
@@ -139,6 +141,9 @@ class IncidentRow(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     mitigated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    response_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

@@ -1,161 +1,50 @@
-"""The operator page served at `/`: open incidents, and the selected one's live timeline.
-
-Plain HTML and JavaScript, no build step: it reads the JSON API and listens to
-`/api/v1/stream` (server-sent events). Text from events is inserted as text, never HTML.
+"""The operator console served at `/`: plain HTML, CSS and JavaScript in `static/`, no
+build step. It reads the JSON API, listens to `/api/v1/stream` (server-sent events) and
+sends operator commands as JSON with the bearer token the operator typed once (kept in
+the browser session's storage, never in a cookie, so the page is not open to CSRF).
+Text from events is always inserted as text, never as HTML.
 """
 
 from __future__ import annotations
 
-__all__ = ["PAGE"]
+from importlib import resources
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Jarvis Responder — incidents</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; display: flex; height: 100vh; }
-  aside { width: 34%; border-right: 1px solid #ccc; overflow: auto; }
-  main { flex: 1; overflow: auto; padding: 0 1em; }
-  h1 { font-size: 1.1em; margin: .6em; }
-  #live { font-size: .8em; color: #a00; margin-left: .5em; }
-  #live.on { color: #080; }
-  ul { list-style: none; margin: 0; padding: 0; }
-  li { padding: .5em .8em; border-bottom: 1px solid #eee; cursor: pointer; }
-  li.selected { background: #eef4ff; }
-  .sev { font-weight: bold; margin-right: .4em; }
-  .P0 { color: #b00; } .P1 { color: #d60; } .P2 { color: #a80; } .P3 { color: #666; }
-  table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; border-bottom: 1px solid #eee; padding: .3em; vertical-align: top; }
-  .muted { color: #777; }
-</style>
-</head>
-<body>
-<aside>
-  <h1>Open incidents <span id="live">offline</span></h1>
-  <ul id="incidents"></ul>
-  <p id="none" class="muted" style="margin: .8em">No open incident.</p>
-</aside>
-<main>
-  <h2 id="title" class="muted">Select an incident</h2>
-  <p id="meta" class="muted"></p>
-  <table>
-    <thead><tr><th>Time (UTC)</th><th>Event</th><th>Detail</th><th>By</th></tr></thead>
-    <tbody id="timeline"></tbody>
-  </table>
-</main>
-<script>
-"use strict";
-const incidents = new Map();
-let selected = null;
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse, Response
 
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (cls) node.className = cls;
-  return node;
+__all__ = ["make_page_router"]
+
+_TYPES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "charts.js": "text/javascript",
 }
+# What the page may do: only its own scripts, styles and API (no inline script, no eval).
+_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
-function describe(e) {
-  const ev = e.event || {};
-  switch (e.event_type) {
-    case "AlertRaised": {
-      const n = e.occurrences && e.occurrences.count > 1 ? " (x" + e.occurrences.count + ")" : "";
-      return [ev.service + "/" + ev.check + " " + ev.status + n, ev.summary || "", ev.source];
-    }
-    case "SeverityAssigned": return [ev.severity + " declared", ev.reason, "triage"];
-    case "NoteAdded": return ["Note", ev.text, ev.author];
-    case "IncidentAcknowledged": return ["Acknowledged", "", ev.by];
-    case "IncidentResolved": return ["Resolved", ev.note, ev.by];
-    case "RoleAssigned": return ["Role " + ev.role, ev.person, ev.producer];
-    case "ActionRequested": return ["Action " + ev.action, ev.target, ev.requested_by];
-    case "ActionCompleted":
-      return ["Action " + ev.action + " " + ev.outcome, ev.detail, "remediator"];
-    case "EscalationDue": return ["Escalated to level " + ev.level, ev.reason, "escalator"];
-    default: return [e.event_type, ev.reason || ev.status || "", ev.producer || ""];
-  }
-}
 
-function renderList() {
-  const list = document.getElementById("incidents");
-  list.replaceChildren();
-  const open = [...incidents.values()].filter(i => i.status !== "resolved")
-    .sort((a, b) => b.opened_at.localeCompare(a.opened_at));
-  document.getElementById("none").hidden = open.length > 0;
-  for (const inc of open) {
-    const li = el("li");
-    li.dataset.id = inc.id;
-    li.dataset.status = inc.status;
-    if (inc.id === selected) li.classList.add("selected");
-    li.append(el("span", inc.severity, "sev " + inc.severity), el("span", inc.title, "title"),
-              el("div", inc.status + " · " + inc.services.join(", "), "muted"));
-    li.addEventListener("click", () => select(inc.id));
-    list.append(li);
-  }
-  if (!selected && open.length) select(open[0].id);
-}
+def _read(name: str) -> str:
+    return resources.files("services.recorder").joinpath("static", name).read_text("utf-8")
 
-function addRow(entry) {
-  const body = document.getElementById("timeline");
-  if (body.querySelector('[data-event-id="' + entry.event_id + '"]')) return;
-  const [what, detail, by] = describe(entry);
-  const tr = el("tr");
-  tr.dataset.eventId = entry.event_id;
-  tr.dataset.type = entry.event_type;
-  tr.append(el("td", entry.occurred_at.replace("T", " ").slice(0, 19)), el("td", what),
-            el("td", detail || ""), el("td", by || ""));
-  const rows = [...body.children];
-  const after = rows.find(r => r.firstChild.textContent > tr.firstChild.textContent);
-  body.insertBefore(tr, after || null);
-}
 
-async function select(id) {
-  selected = id;
-  renderList();
-  const inc = incidents.get(id);
-  document.getElementById("title").textContent = inc ? inc.severity + " — " + inc.title : id;
-  document.getElementById("title").className = "";
-  document.getElementById("meta").textContent = inc
-    ? "status " + inc.status + " · opened " + inc.opened_at + " · " + id : "";
-  const res = await fetch("/api/v1/incidents/" + encodeURIComponent(id) + "/timeline");
-  if (!res.ok || selected !== id) return;
-  document.getElementById("timeline").replaceChildren();
-  for (const entry of await res.json()) addRow(entry);
-}
+def make_page_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    page = _read("console.html")
+    assets = {name: _read(name) for name in _TYPES}
+    headers = {"Content-Security-Policy": _POLICY, "X-Content-Type-Options": "nosniff"}
 
-async function load() {
-  for (const status of ["open", "acknowledged", "mitigated"]) {
-    const res = await fetch("/api/v1/incidents?limit=200&status=" + status);
-    if (res.ok) for (const inc of await res.json()) incidents.set(inc.id, inc);
-  }
-  renderList();
-}
+    @router.get("/", response_class=HTMLResponse)
+    async def console() -> HTMLResponse:
+        """The operator console."""
+        return HTMLResponse(page, headers=headers)
 
-function listen() {
-  const live = document.getElementById("live");
-  const source = new EventSource("/api/v1/stream");
-  source.onopen = () => { live.textContent = "live"; live.className = "on"; };
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = ""; };
-  source.addEventListener("incident", msg => {
-    const inc = JSON.parse(msg.data);
-    incidents.set(inc.id, inc);
-    if (inc.id === selected) {
-      document.getElementById("meta").textContent =
-        "status " + inc.status + " · opened " + inc.opened_at + " · " + inc.id;
-    }
-    renderList();
-  });
-  source.addEventListener("timeline", msg => {
-    const entry = JSON.parse(msg.data);
-    if (entry.incident_id === selected) addRow(entry);
-    else if (entry.incident_id && !incidents.has(entry.incident_id)) load();
-  });
-}
+    @router.get("/static/{name}")
+    async def asset(name: str) -> Response:
+        if name not in assets:
+            raise HTTPException(404, f"name: no asset {name!r}")
+        return Response(assets[name], media_type=_TYPES[name], headers=headers)
 
-listen();
-load();
-</script>
-</body>
-</html>
-"""
+    return router

@@ -2,18 +2,22 @@
 
 Status moves open → acknowledged → mitigated → resolved (runbook phases: response,
 containment/recovery, closure). An alert of the incident recovering marks it mitigated;
-the alert firing again takes it back. Severity only ever rises. Events may arrive in
-any order (they come from different streams), so every rule tolerates a late arrival.
+the alert firing again takes it back. Severity only ever rises. The response deadline is
+the earliest triage gave (the response time of the highest severity), the escalation level
+the highest reached. Events may arrive in any order (they come from different streams),
+so every rule tolerates a late arrival.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from services.recorder.db import as_utc
 from services.recorder.models import ROLES, IncidentRow
 from shared.events import (
     AlertCorrelated,
     AlertStatus,
+    EscalationDue,
     Event,
     IncidentAcknowledged,
     IncidentResolved,
@@ -50,6 +54,8 @@ def open_incident(event: SeverityAssigned, now: datetime) -> IncidentRow:
         data_loss=event.data_loss,
         security=event.security,
         opened_at=event.opened_at,
+        response_due_at=event.response_due_at,
+        escalation_level=0,
         updated_at=now,
     )
 
@@ -76,6 +82,12 @@ def apply(row: IncidentRow, event: Event) -> bool:
         row.resolved_at = event.occurred_at
         row.resolution_note = event.note or None
         return True
+    if isinstance(event, EscalationDue):
+        if event.level <= (row.escalation_level or 0):
+            return False
+        row.escalation_level = event.level
+        row.escalated_at = event.occurred_at
+        return True
     if isinstance(event, RoleAssigned):
         assert event.role in ROLES
         if getattr(row, event.role) == event.person:
@@ -93,6 +105,11 @@ def _severity(row: IncidentRow, event: SeverityAssigned) -> bool:
     services = _merge(row.services or [], [event.service, *event.services])
     if services != (row.services or []):
         row.services = services
+        changed = True
+    # Severity only rises, and with it the response time shortens: the earliest deadline
+    # holds, whatever order the assignments arrive in.
+    if row.response_due_at is None or event.response_due_at < as_utc(row.response_due_at):
+        row.response_due_at = event.response_due_at
         changed = True
     cause = root_cause_of(event)
     if cause and cause != row.root_cause:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.recorder.models import AlertOccurrenceRow, EventRow, IncidentRow, IncidentServiceRow
@@ -111,6 +111,42 @@ class Reader:
                 )
             ).first()
 
+    async def final_completion(self, action_id: str) -> EventRow | None:
+        """The remediator's final answer to `action_id` (not `awaiting_approval`), if any."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.action_id == action_id)
+                .where(EventRow.event_type == "ActionCompleted")
+            )
+            for row in rows:
+                if row.payload.get("outcome") != "awaiting_approval":
+                    return row
+            return None
+
+    async def actions_of_unresolved(self) -> list[EventRow]:
+        """Every action event (requested, answered, approved, refused) of the incidents not
+        yet resolved, oldest first: what the pending approvals are found in."""
+        unresolved = select(IncidentRow.id).where(IncidentRow.status != "resolved")
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.incident_id.in_(unresolved))
+                .where(EventRow.action_id.is_not(None))
+                .order_by(EventRow.occurred_at, EventRow.recorded_at)
+            )
+            return list(rows.all())
+
+    async def silence_history(self, silence_id: str) -> list[EventRow]:
+        """A silence's audit trail: made, the alerts it kept quiet, expired."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.silence_id == silence_id)
+                .order_by(EventRow.occurred_at, EventRow.recorded_at)
+            )
+            return list(rows.all())
+
     async def incidents_for_stats(self, since: datetime | None) -> list[IncidentRow]:
         query = select(IncidentRow)
         if since:
@@ -132,12 +168,13 @@ class Reader:
     async def recorded_since(
         self, after: datetime, incident_id: str | None = None, limit: int = 500
     ) -> list[EventRow]:
-        """Timeline rows recorded at or after `after` (for the live stream)."""
+        """Timeline rows recorded at or after `after` (for the live stream): an incident's,
+        or every incident's and silence's."""
         query = select(EventRow).where(EventRow.recorded_at >= after)
         query = query.where(
             EventRow.incident_id == incident_id
             if incident_id
-            else EventRow.incident_id.is_not(None)
+            else or_(EventRow.incident_id.is_not(None), EventRow.silence_id.is_not(None))
         )
         async with self._sessions() as session:
             rows = await session.scalars(query.order_by(EventRow.recorded_at).limit(limit))

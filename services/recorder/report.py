@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from services.recorder import postmortem
 from services.recorder.db import as_utc
+from services.recorder.phases import phases
 from services.recorder.queries import Reader
 from services.recorder.schemas import (
     IncidentDetail,
     IncidentOut,
+    NextEscalation,
     Occurrences,
     SeverityChange,
     TimelineEntry,
@@ -30,7 +32,10 @@ async def timeline_entries(reader: Reader, incident_id: str) -> list[TimelineEnt
 
 
 async def incident_detail(
-    reader: Reader, incident_id: str, timeline: list[TimelineEntry] | None = None
+    reader: Reader,
+    incident_id: str,
+    timeline: list[TimelineEntry] | None = None,
+    next_escalation: NextEscalation | None = None,
 ) -> IncidentDetail | None:
     row = await reader.get_incident(incident_id)
     if row is None:
@@ -49,8 +54,10 @@ async def incident_detail(
         if entry.event_type == "SeverityAssigned"
     ]
     runs = [Occurrences.of(run) for run in await reader.occurrences(incident_id)]
+    incident = IncidentOut.of(row, next_escalation)
     return IncidentDetail(
-        **IncidentOut.of(row).model_dump(),
+        **incident.model_dump(),
+        phases=phases(incident, timeline),
         severity_history=history,
         alerts=runs,
         alert_count=sum(r.count for r in runs),

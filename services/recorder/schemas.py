@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.recorder.db import as_utc
 from services.recorder.models import AlertOccurrenceRow, IncidentRow
@@ -17,8 +17,11 @@ __all__ = [
     "ApproveIn",
     "IncidentDetail",
     "IncidentOut",
+    "NextEscalation",
     "NoteIn",
     "Occurrences",
+    "Phase",
+    "RefuseIn",
     "ResolveIn",
     "RoleIn",
     "Roles",
@@ -44,11 +47,22 @@ def _person(description: str) -> Any:
     )
 
 
+def _person_opt(description: str) -> Any:
+    return Field(
+        default=None, min_length=1, max_length=128, pattern=_PRINTABLE, description=description
+    )
+
+
 class Roles(BaseModel):
     incident_commander: str | None = Field(description="Incident Commander (IC).")
     technical_lead: str | None = Field(description="Technical Lead (TL).")
     operations_lead: str | None = Field(description="Operations Lead (OL).")
     communications_lead: str | None = Field(description="Communications Lead (CL).")
+
+
+class NextEscalation(BaseModel):
+    level: int = Field(description="The level it will reach (1 on-call … 5 executive).")
+    due_at: datetime = Field(description="When, unless acknowledged or resolved before.")
 
 
 class IncidentOut(BaseModel):
@@ -69,9 +83,21 @@ class IncidentOut(BaseModel):
     mitigated_at: datetime | None = Field(description="When its alerts recovered.")
     resolved_at: datetime | None = Field(description="When resolved.")
     updated_at: datetime = Field(description="Last change.")
+    response_due_at: datetime | None = Field(
+        default=None,
+        description="When the runbook's response time of its severity runs out "
+        "(opened + P0 15 min, P1 1 h, P2 4 h, P3 24 h).",
+    )
+    escalation_level: int = Field(
+        default=0, description="Highest escalation level reached (0: none)."
+    )
+    escalated_at: datetime | None = Field(default=None, description="When it reached that level.")
+    next_escalation: NextEscalation | None = Field(
+        default=None, description="The escalator's next time step, if one is pending."
+    )
 
     @classmethod
-    def of(cls, row: IncidentRow) -> IncidentOut:
+    def of(cls, row: IncidentRow, next_escalation: NextEscalation | None = None) -> IncidentOut:
         return cls(
             id=row.id,
             fingerprint=row.fingerprint,
@@ -95,6 +121,10 @@ class IncidentOut(BaseModel):
             mitigated_at=as_utc(row.mitigated_at),
             resolved_at=as_utc(row.resolved_at),
             updated_at=as_utc(row.updated_at),
+            response_due_at=as_utc(row.response_due_at),
+            escalation_level=row.escalation_level or 0,
+            escalated_at=as_utc(row.escalated_at),
+            next_escalation=next_escalation,
         )
 
 
@@ -132,7 +162,17 @@ class SeverityChange(BaseModel):
     event_id: str = Field(description="The SeverityAssigned event.")
 
 
+class Phase(BaseModel):
+    phase: Literal["detected", "triaged", "contained", "fixed", "verified", "resolved"] = Field(
+        description="A step of the runbook's response (Phases 1–6)."
+    )
+    at: datetime | None = Field(description="When the incident reached it; null: not (yet).")
+
+
 class IncidentDetail(IncidentOut):
+    phases: list[Phase] = Field(
+        default_factory=list, description="Its path through the runbook's phases, in order."
+    )
     severity_history: list[SeverityChange] = Field(description="Every severity, oldest first.")
     alerts: list[Occurrences] = Field(description="The incident's alerts, as counted runs.")
     alert_count: int = Field(description="How many alerts in all.")
@@ -194,9 +234,23 @@ class ResolveIn(_Body):
     note: str = Field(default="", max_length=16384, description="Resolution note.")
 
 
+def _one_name(body: BaseModel, preferred: str, deprecated: str) -> str:
+    """`by` is the name every command takes; an older field is accepted for a release."""
+    first, second = getattr(body, preferred), getattr(body, deprecated)
+    if first is not None and second is not None and first != second:
+        raise ValueError(f"{preferred}: give {preferred} (or the older {deprecated}), not both")
+    return str(first or second or "operator")
+
+
 class NoteIn(_Body):
-    author: str = _person("Who writes the note.")
+    by: str | None = _person_opt("Who writes the note.")
+    author: str | None = _person_opt("Deprecated: the older name of `by`.")
     text: str = Field(min_length=1, max_length=16384, description="The note.")
+
+    @model_validator(mode="after")
+    def _writer(self) -> NoteIn:
+        object.__setattr__(self, "by", _one_name(self, "by", "author"))
+        return self
 
 
 class RoleIn(_Body):
@@ -204,8 +258,32 @@ class RoleIn(_Body):
     person: str = Field(min_length=1, max_length=128, pattern=_PRINTABLE, description="Who.")
 
 
+_ACTION = Field(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="The action's name (e.g. docker.system_prune): refused with 409 when the "
+    "action waiting is another one.",
+)
+
+
 class ApproveIn(_Body):
-    approver: str = _person("Who approves.")
+    by: str | None = _person_opt("Who approves.")
+    approver: str | None = _person_opt("Deprecated: the older name of `by`.")
+    action: str | None = _ACTION
+
+    @model_validator(mode="after")
+    def _approver(self) -> ApproveIn:
+        object.__setattr__(self, "by", _one_name(self, "by", "approver"))
+        return self
+
+
+class RefuseIn(_Body):
+    by: str = _person("Who refuses.")
+    action: str = Field(
+        min_length=1, max_length=64, description="The action's name, as a check (409 if not)."
+    )
+    reason: str = Field(default="", max_length=2000, description="Why.")
 
 
 class Accepted(BaseModel):

@@ -52,12 +52,16 @@ from shared.events import (
     EVENT_TYPES,
     ActionApproved,
     ActionCompleted,
+    ActionRefused,
     ActionRequested,
     AlertCorrelated,
     AlertRaised,
+    AlertSilenced,
     Event,
     IncidentResolved,
     SeverityAssigned,
+    SilenceCreated,
+    SilenceExpired,
     utcnow,
 )
 
@@ -494,6 +498,7 @@ class _Batch:
             "incident_id": incident_id,
             "causation_id": event.causation_id,
             "action_id": _action_id(event),
+            "silence_id": _silence_id(event),
             "occurred_at": event.occurred_at,
             "recorded_at": self._now(),
             "payload": event.model_dump(mode="json"),
@@ -632,8 +637,14 @@ def _scope(event: AlertRaised | AlertCorrelated) -> str:
 
 
 def _action_id(event: Event) -> str | None:
-    if isinstance(event, ActionRequested | ActionCompleted | ActionApproved):
+    if isinstance(event, ActionRequested | ActionCompleted | ActionApproved | ActionRefused):
         return event.action_id[:64]
+    return None
+
+
+def _silence_id(event: Event) -> str | None:
+    if isinstance(event, SilenceCreated | SilenceExpired | AlertSilenced):
+        return event.silence_id[:64]
     return None
 
 

@@ -5,39 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
 from services.recorder.main import build as build_recorder
 from shared.events import ActionRequested, Event
-from shared.runtime import Runtime
 from shared.settings import ConfigError, Settings
 from shared.streams import INCIDENTS
-from tests.helpers import eventually, read_stream, running
+from tests.helpers import read_stream, recorded, running
 from tests.recorder_events import acked, alert, assigned, at, new_id
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
-
-
-async def _seed(runtime: Runtime, client: httpx.AsyncClient, *events: Event) -> None:
-    """Publish like the other services do, and wait until the recorder has them all."""
-    await runtime.bus("test").publish_many(events)
-    incident_ids = {e.incident_id for e in events if e.incident_id}
-
-    async def stored() -> bool:
-        for incident_id in incident_ids:
-            timeline = await client.get(f"/api/v1/incidents/{incident_id}/timeline")
-            if timeline.status_code != 200:
-                return False
-            ids = {entry["event_id"] for entry in timeline.json()}
-            if not {e.event_id for e in events if e.incident_id == incident_id} <= ids:
-                return False
-        return True
-
-    await eventually(stored)
 
 
 def _opening(incident_id: str, severity: str = "P1", service: str = "backend") -> list[Event]:
@@ -52,8 +32,8 @@ async def test_reads_list_detail_timeline_stats_and_postmortem(
     async with running(settings, [build_recorder]) as (client, runtime):
         first, second = new_id(), new_id()
         one = _opening(first, "P1")
-        await _seed(runtime, client, *one, acked(first, minute=10))
-        await _seed(runtime, client, *_opening(second, "P3", "ollama"))
+        await recorded(runtime, client, *one, acked(first, minute=10))
+        await recorded(runtime, client, *_opening(second, "P3", "ollama"))
         # Redelivery through the stream: the same events again change nothing.
         await runtime.bus("test").publish_many(one)
 
@@ -110,7 +90,7 @@ async def test_operator_commands_publish_events_and_show_on_the_timeline(
         request = ActionRequested(
             incident_id=incident, action="docker.volume_prune", dangerous=True, producer="triage"
         )
-        await _seed(runtime, client, *_opening(incident), request)
+        await recorded(runtime, client, *_opening(incident), request)
 
         calls: list[tuple[str, dict[str, Any] | None, str]] = [
             (f"/api/v1/incidents/{incident}/ack", {"by": "alice"}, "IncidentAcknowledged"),
@@ -168,7 +148,7 @@ async def test_bodies_are_validated_size_limited_and_idempotent_by_key(
     settings = make_settings(database_url=database_url, recorder={"max_body_bytes": 2048})
     async with running(settings, [build_recorder]) as (client, runtime):
         incident = new_id()
-        await _seed(runtime, client, *_opening(incident))
+        await recorded(runtime, client, *_opening(incident))
         notes = f"/api/v1/incidents/{incident}/notes"
         wrong_role = await client.post(
             f"/api/v1/incidents/{incident}/roles", json={"role": "king", "person": "x"}
@@ -210,7 +190,7 @@ async def test_write_endpoints_need_the_bearer_token_when_one_is_set(
     settings = make_settings(api_token=TOKEN)
     async with running(settings, [build_recorder]) as (client, runtime):
         incident = new_id()
-        await _seed(runtime, client, *_opening(incident))
+        await recorded(runtime, client, *_opening(incident))
         path = f"/api/v1/incidents/{incident}/notes"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             refused = await client.post(path, json={"text": "hi"}, headers=headers)

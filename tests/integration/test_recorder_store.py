@@ -47,7 +47,7 @@ async def test_migrations_run_up_from_an_empty_database_and_match_the_models(
         assert await current_revision(store.engine) is None
         await migrate(store.engine)
         await migrate(store.engine)  # a second start changes nothing
-        assert await current_revision(store.engine) == head_revision() == "0002"
+        assert await current_revision(store.engine) == head_revision() == "0003"
         async with store.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             diff = await conn.run_sync(
