@@ -19,7 +19,7 @@ from redis import Redis
 
 from shared.events import Event, NoteAdded
 from shared.streams import stream_for
-from tests.conftest import require
+from tests.e2e.browser import chromium
 from tests.recorder_events import acked, alert, assigned, new_id
 
 pytestmark = pytest.mark.e2e
@@ -133,34 +133,12 @@ def test_the_live_stream_sends_new_timeline_entries_and_incident_changes(
 def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
     recorder: Recorder,
 ) -> None:
-    require(
-        bool(shutil.which("chromium") and shutil.which("chromedriver")),
-        "Debian's chromium and chromium-driver (scripts/ci-chromium.sh)",
-    )
-    from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
     incident, opening = recorder.open_incident("ollama")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
+    with chromium() as driver:
         driver.get(recorder.url + "/")
         # The page re-renders its list on every change: retry on a replaced element.
         wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
@@ -189,9 +167,6 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
         )
         assert answer.status_code == 202
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, item))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_cli_prints_the_postmortem_from_the_api_and_from_the_database(
