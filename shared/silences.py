@@ -49,6 +49,8 @@ _ALLOWED_FREQ = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 # How many occurrences one look-up may walk through (an HOURLY rule over a year is 8,760):
 # beyond it the silence is treated as over, rather than letting one rule stall a service.
 _MAX_STEPS = 100_000
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def canonical_service(name: str, aliases: dict[str, str]) -> str:
@@ -134,7 +136,7 @@ class Recurrence(BaseModel):
             raise ValueError(f"FREQ must be one of {', '.join(_ALLOWED_FREQ)}")
         try:
             parsed = rrulestr(text, dtstart=datetime(2000, 1, 1))
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # dateutil raises several kinds for a malformed rule
             raise ValueError(f"not a valid RRULE: {exc}") from exc
         if not isinstance(parsed, rrule):
             raise ValueError("one RRULE only")
@@ -184,7 +186,10 @@ class SilenceSpec(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("needs a time zone offset (RFC 3339), e.g. 2026-01-04T01:00:00Z")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        if not _EARLIEST <= value <= _LATEST:
+            raise ValueError("must be between 1970 and 2200")
+        return value
 
     @model_validator(mode="after")
     def _sensible(self) -> SilenceSpec:
