@@ -25,10 +25,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from shared.embedded_redis import free_port
 from shared.events import Level, Severity, SeverityAssigned, utcnow
 from tests.e2e.browser import chromium
-from tests.e2e.test_up import _jarvis_ir
+from tests.e2e.test_up import start_up
 
 pytestmark = pytest.mark.e2e
 
@@ -65,11 +64,7 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
-    http_port, redis_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "JARVIS_HTTP_PORT": str(http_port),
-        "JARVIS_EMBEDDED_REDIS_PORT": str(redis_port),
+    settings = {
         "JARVIS_API_TOKEN": TOKEN,
         "JARVIS_LOG_LEVEL": "WARNING",
         "JARVIS_DETECTOR__PROBES_ENABLED": "false",
@@ -80,25 +75,9 @@ def up(tmp_path: Path) -> Iterator[Up]:
         "JARVIS_REMEDIATOR__ENABLED_ACTIONS": json.dumps(["docker.system_prune"]),
         "JARVIS_REMEDIATOR__DOCKER_URL": f"unix://{tmp_path / 'no-docker.sock'}",
     }
-    for var in ("REDIS_URL", "DATABASE_URL", "JARVIS_CONFIG"):
-        env.pop(var, None)
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [_jarvis_ir(), "up"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{http_port}"
+    proc, url, redis_port, log = start_up(tmp_path, settings)
     system = Up(url, f"redis://127.0.0.1:{redis_port}/0", log)
     try:
-
-        def started() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code in (200, 503)
-            except httpx.HTTPError:
-                return False
-
-        system.until(started, "jarvis-ir up answering")
         yield system
     finally:
         system.http.close()

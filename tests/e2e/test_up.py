@@ -51,21 +51,25 @@ def _jarvis_ir() -> str:
     return found
 
 
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
+def start_up(
+    folder: Path, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str, int, Path]:
+    """`jarvis-ir up` run in `folder` on free ports (embedded Redis, SQLite under ./var) with
+    the settings given as environment variables, once it answers /health: the process,
+    its URL, the embedded Redis's port, and its log."""
     http_port, redis_port = free_port(), free_port()
     env = {
         **os.environ,
         "JARVIS_HTTP_PORT": str(http_port),
         "JARVIS_EMBEDDED_REDIS_PORT": str(redis_port),
-        "JARVIS_DETECTOR__PROBE_INTERVAL_S": "0.5",
+        **settings,
     }
     for var in ("REDIS_URL", "DATABASE_URL", "JARVIS_CONFIG"):
         env.pop(var, None)
-    log = tmp_path / "up.log"
+    log = folder / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [_jarvis_ir(), "up"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            [_jarvis_ir(), "up"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 30
@@ -80,6 +84,12 @@ def system(tmp_path: Path) -> Iterator[System]:
     else:
         proc.kill()
         pytest.fail(f"jarvis-ir up did not start:\n{log.read_text()}")
+    return proc, base, redis_port, log
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    proc, base, redis_port, log = start_up(tmp_path, {"JARVIS_DETECTOR__PROBE_INTERVAL_S": "0.5"})
     yield System(base, f"redis://127.0.0.1:{redis_port}/0", log)
     proc.send_signal(signal.SIGTERM)
     try:
