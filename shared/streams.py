@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from shared.events import (
     ActionApproved,
     ActionCompleted,
+    ActionRefused,
     ActionRequested,
     AlertCorrelated,
     AlertRaised,
@@ -17,7 +18,10 @@ from shared.events import (
     NoteAdded,
     NotificationSent,
     RoleAssigned,
+    ScheduleOverrideAdded,
+    ScheduleOverrideRemoved,
     SeverityAssigned,
+    StatusUpdatePosted,
 )
 
 __all__ = [
@@ -57,6 +61,10 @@ INCIDENTS = StreamSpec(
         ActionApproved,
         AlertCorrelated,
         NotificationSent,
+        ActionRefused,
+        ScheduleOverrideAdded,
+        ScheduleOverrideRemoved,
+        StatusUpdatePosted,
     ),
 )
 DEAD_LETTER = "jarvis:dead-letter"
