@@ -12,6 +12,7 @@ the iCalendar feed).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -161,7 +162,7 @@ def shifts(
     bounds.update(t for o in overrides for t in (o.starts_at, o.ends_at) if start < t < end)
     edges = sorted(bounds)
     out: list[Shift] = []
-    for left, right in zip(edges, edges[1:], strict=False):
+    for left, right in itertools.pairwise(edges):
         person, override_id = person_at(schedule, overrides, left)
         last = out[-1] if out else None
         if last and last.person == person and last.override_id == override_id:

@@ -68,7 +68,8 @@ def test_daily_handoff_keeps_the_wall_clock_across_spring_forward() -> None:
     answer = on_call(s, [], _local(2026, 3, 28, 20, 0))
     assert answer.since == _local(2026, 3, 28, 9, 0)
     assert answer.until == _local(2026, 3, 29, 9, 0)
-    assert answer.until is not None and answer.since is not None
+    assert answer.until is not None
+    assert answer.since is not None
     assert answer.until - answer.since == timedelta(hours=23)
     assert answer.until.astimezone(UTC) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)
 
@@ -77,7 +78,8 @@ def test_daily_handoff_keeps_the_wall_clock_across_fall_back() -> None:
     # Back to CET at 2026-10-25 03:00 CEST: that shift is 25 hours long.
     s = _schedule()
     answer = on_call(s, [], _local(2026, 10, 24, 20, 0))
-    assert answer.until is not None and answer.since is not None
+    assert answer.until is not None
+    assert answer.since is not None
     assert answer.until - answer.since == timedelta(hours=25)
     assert answer.until.astimezone(UTC) == datetime(2026, 10, 25, 8, 0, tzinfo=UTC)
     # Turns keep counting by local dates: 216 days after the start, 216 % 3 == 0.
@@ -109,7 +111,8 @@ def test_hour_rotations_count_elapsed_hours_across_dst() -> None:
     later = on_call(s, [], _local(2026, 3, 8, 12, 0, zone=NEW_YORK))
     assert later.person == "carol"
     assert later.since == _local(2026, 3, 8, 10, 0, zone=NEW_YORK)  # 09:00 EST + 12h + 12h
-    assert later.until is not None and later.since is not None
+    assert later.until is not None
+    assert later.since is not None
     assert later.until - later.since == timedelta(hours=12)
 
 
@@ -175,7 +178,9 @@ def test_contacts_resolve_through_schedules_and_the_directory() -> None:
     assert resolved.addresses == ("alice@example.org", "boss@example.org")
     assert resolved.on_call == {"primary": "alice"}
     assert resolved.unfilled == ("gone",)
-    raw = resolve_contacts(["schedule:primary"], {"primary": s}, {}, people, _local(2026, 3, 24, 10))
+    raw = resolve_contacts(
+        ["schedule:primary"], {"primary": s}, {}, people, _local(2026, 3, 24, 10)
+    )
     assert raw.addresses == ("ops@example.org",)
     early = resolve_contacts(["schedule:primary"], {"primary": s}, {}, people, _local(2026, 1, 1))
     assert early.addresses == ()
