@@ -12,14 +12,16 @@ from prometheus_client import Counter
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.recorder.api import make_read_router
-from services.recorder.commands import make_command_router
+from services.recorder.commands import Commands, make_command_router
 from services.recorder.db import checkpoint, migrate
 from services.recorder.live import Notifier, make_live_router
+from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
 from services.recorder.security import bearer_guard, check_exposure
 from services.recorder.store import Outcome, TimelineStore
 from shared.consumer import Retryable
 from shared.events import Event
+from shared.overrides import OverrideStore
 from shared.runtime import Runtime, Service
 from shared.streams import ALL_STREAMS
 
@@ -85,14 +87,21 @@ def build(runtime: Runtime) -> Service:
 
     router = APIRouter()
     router.include_router(make_read_router(reader, config.page_size))
+    commands = Commands(
+        store=store, reader=reader, bus=runtime.bus(GROUP), on_recorded=notifier.notify
+    )
+    guard = bearer_guard(settings.api_token)
     router.include_router(
-        make_command_router(
-            store=store,
-            reader=reader,
-            bus=runtime.bus(GROUP),
-            guard=bearer_guard(settings.api_token),
+        make_command_router(commands=commands, guard=guard, max_body_bytes=config.max_body_bytes)
+    )
+    router.include_router(
+        make_oncall_router(
+            settings=settings.escalator,
+            overrides=OverrideStore(runtime.redis),
+            commands=commands,
+            clock=runtime.clock,
+            guard=guard,
             max_body_bytes=config.max_body_bytes,
-            on_recorded=notifier.notify,
         )
     )
     router.include_router(make_live_router(reader, notifier, config.stream_poll_s))

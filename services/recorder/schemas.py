@@ -19,6 +19,7 @@ __all__ = [
     "IncidentOut",
     "NoteIn",
     "Occurrences",
+    "RefuseIn",
     "ResolveIn",
     "RoleIn",
     "Roles",
@@ -206,6 +207,11 @@ class RoleIn(_Body):
 
 class ApproveIn(_Body):
     approver: str = _person("Who approves.")
+
+
+class RefuseIn(_Body):
+    by: str = _person("Who refuses.")
+    reason: str = Field(default="", max_length=2000, description="Why.")
 
 
 class Accepted(BaseModel):

@@ -52,6 +52,7 @@ from shared.events import (
     EVENT_TYPES,
     ActionApproved,
     ActionCompleted,
+    ActionRefused,
     ActionRequested,
     AlertCorrelated,
     AlertRaised,
@@ -632,7 +633,7 @@ def _scope(event: AlertRaised | AlertCorrelated) -> str:
 
 
 def _action_id(event: Event) -> str | None:
-    if isinstance(event, ActionRequested | ActionCompleted | ActionApproved):
+    if isinstance(event, ActionRequested | ActionCompleted | ActionApproved | ActionRefused):
         return event.action_id[:64]
     return None
 

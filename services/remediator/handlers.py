@@ -37,6 +37,7 @@ from shared.events import (
     ActionApproved,
     ActionCompleted,
     ActionOutcome,
+    ActionRefused,
     ActionRequested,
     AlertRaised,
     AlertStatus,
@@ -196,6 +197,9 @@ class Remediator:
 
     # -- ActionApproved -------------------------------------------------------------
     async def on_incident_event(self, event: Event) -> None:
+        if isinstance(event, ActionRefused):
+            await self._refused(event)
+            return
         if not isinstance(event, ActionApproved):
             return
         started = time.perf_counter()
@@ -209,6 +213,18 @@ class Remediator:
         now = self._clock.now()
         verdict = apply_blocks(verdict, await self._state.blocks(verdict.targets, now))
         await self._act(request, verdict, started=started, prefix=f"approved by {event.approver}: ")
+
+    async def _refused(self, event: ActionRefused) -> None:
+        """An operator said no: the waiting action is answered `rejected` and never runs
+        (no escalation: declining on purpose is not a failure)."""
+        started = time.perf_counter()
+        request = await self._state.take_approved(event.action_id, self._clock.now())
+        if request is None:
+            log.info("refusal of %s ignored: it is not waiting for approval", event.action_id)
+            return
+        why = f": {event.reason}" if event.reason else ""
+        detail = f"refused by {event.by}{why}; not run"
+        await self._finish(self._completion(request, ActionOutcome.REJECTED, detail, started))
 
     # -- AlertRaised: was a fix ineffective? ------------------------------------------
     async def on_alert(self, event: Event) -> None:
