@@ -18,6 +18,7 @@ from services.recorder.live import Notifier, make_live_router
 from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
 from services.recorder.security import bearer_guard, check_exposure
+from services.recorder.slack import make_slack_router
 from services.recorder.store import Outcome, TimelineStore
 from shared.consumer import Retryable
 from shared.events import Event
@@ -101,6 +102,15 @@ def build(runtime: Runtime) -> Service:
             commands=commands,
             clock=runtime.clock,
             guard=guard,
+            max_body_bytes=config.max_body_bytes,
+        )
+    )
+    router.include_router(
+        make_slack_router(
+            settings=settings.escalator,
+            commands=commands,
+            redis=runtime.redis,
+            clock=runtime.clock,
             max_body_bytes=config.max_body_bytes,
         )
     )
