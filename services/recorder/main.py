@@ -19,11 +19,16 @@ from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
 from services.recorder.security import bearer_guard, check_exposure
 from services.recorder.slack import make_slack_router
+from services.recorder.status_api import (
+    StatusServer,
+    make_status_read_router,
+    make_status_write_router,
+)
 from services.recorder.store import Outcome, TimelineStore
 from shared.consumer import Retryable
 from shared.events import Event
 from shared.overrides import OverrideStore
-from shared.runtime import Runtime, Service
+from shared.runtime import Hook, Runtime, Service
 from shared.streams import ALL_STREAMS
 
 __all__ = ["GROUP", "build"]
@@ -114,7 +119,20 @@ def build(runtime: Runtime) -> Service:
             max_body_bytes=config.max_body_bytes,
         )
     )
+    page = config.status_page
+    stack = list(settings.triage.containers)
+    router.include_router(make_status_read_router(reader, page, stack, runtime.clock))
+    router.include_router(make_status_write_router(commands, guard, config.max_body_bytes))
     router.include_router(make_live_router(reader, notifier, config.stream_poll_s))
+    startup: list[Hook] = [start]
+    shutdown: list[Hook] = [store.close]
+    if page.port:
+        # The page alone on its own port: exposed publicly while the API stays internal.
+        alone = StatusServer(
+            make_status_read_router(reader, page, stack, runtime.clock), page.host, page.port
+        )
+        startup.append(alone.start)
+        shutdown.insert(0, alone.stop)
     return Service(
         name=GROUP,
         router=router,
@@ -122,8 +140,8 @@ def build(runtime: Runtime) -> Service:
             runtime.consume(spec, GROUP, batch_handler=on_events, max_records=config.batch_size)
             for spec in ALL_STREAMS
         ],
-        startup=[start],
+        startup=startup,
         background=[prune_loop, checkpoint_loop],
-        shutdown=[store.close],
+        shutdown=shutdown,
         health=health,
     )
