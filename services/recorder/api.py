@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from services.recorder import stats as figures
 from services.recorder.db import as_utc
+from services.recorder.draft import Drafter
 from services.recorder.queries import IncidentFilter, Reader
 from services.recorder.report import incident_detail, postmortem_markdown, timeline_entries
 from services.recorder.schemas import (
@@ -31,7 +32,7 @@ def not_found(incident_id: str) -> HTTPException:
     return HTTPException(404, f"incident_id: no incident {incident_id!r}")
 
 
-def make_read_router(reader: Reader, page_size: int) -> APIRouter:
+def make_read_router(reader: Reader, page_size: int, drafter: Drafter | None = None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["timeline"])
 
     @router.get("/incidents", response_model=list[IncidentOut])
@@ -72,8 +73,9 @@ def make_read_router(reader: Reader, page_size: int) -> APIRouter:
         responses={200: {"content": {"text/markdown": {}}}},
     )
     async def get_postmortem(incident_id: str = IncidentId) -> PlainTextResponse:
-        """The runbook's blameless postmortem template, filled in from the timeline (Markdown)."""
-        text = await postmortem_markdown(reader, incident_id)
+        """The runbook's blameless postmortem template, filled in from the timeline (Markdown);
+        with `recorder.postmortem_draft.enabled`, a draft by the local model comes first."""
+        text = await postmortem_markdown(reader, incident_id, drafter)
         if text is None:
             raise not_found(incident_id)
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

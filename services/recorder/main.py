@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import APIRouter
 from prometheus_client import Counter
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -14,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from services.recorder.api import make_read_router
 from services.recorder.commands import Commands, make_command_router
 from services.recorder.db import checkpoint, migrate
+from services.recorder.draft import Drafter
 from services.recorder.live import Notifier, make_live_router
 from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
@@ -91,8 +93,15 @@ def build(runtime: Runtime) -> Service:
             return {"status": "error", "database": f"error: {exc}"}
         return {"status": "ok", "database": store.engine.dialect.name}
 
+    drafter: Drafter | None = None
+    if config.postmortem_draft.enabled:
+        ollama = httpx.AsyncClient(follow_redirects=False)
+        drafter = Drafter(config.postmortem_draft, settings.ollama_url, ollama)
+        shutdown_first: list[Hook] = [ollama.aclose]
+    else:
+        shutdown_first = []
     router = APIRouter()
-    router.include_router(make_read_router(reader, config.page_size))
+    router.include_router(make_read_router(reader, config.page_size, drafter))
     commands = Commands(
         store=store, reader=reader, bus=runtime.bus(GROUP), on_recorded=notifier.notify
     )
@@ -125,7 +134,7 @@ def build(runtime: Runtime) -> Service:
     router.include_router(make_status_write_router(commands, guard, config.max_body_bytes))
     router.include_router(make_live_router(reader, notifier, config.stream_poll_s))
     startup: list[Hook] = [start]
-    shutdown: list[Hook] = [store.close]
+    shutdown: list[Hook] = [*shutdown_first, store.close]
     if page.port:
         # The page alone on its own port: exposed publicly while the API stays internal.
         alone = StatusServer(
