@@ -2,6 +2,7 @@
 
 Plain HTML and JavaScript, no build step: it reads the JSON API and listens to
 `/api/v1/stream` (server-sent events). Text from events is inserted as text, never HTML.
+Who is on call (`/api/v1/oncall`) is shown under the incidents, refreshed every minute.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ PAGE = """<!doctype html>
   table { border-collapse: collapse; width: 100%; }
   th, td { text-align: left; border-bottom: 1px solid #eee; padding: .3em; vertical-align: top; }
   .muted { color: #777; }
+  #oncall li { cursor: default; }
 </style>
 </head>
 <body>
@@ -36,6 +38,8 @@ PAGE = """<!doctype html>
   <h1>Open incidents <span id="live">offline</span></h1>
   <ul id="incidents"></ul>
   <p id="none" class="muted" style="margin: .8em">No open incident.</p>
+  <h1>On call</h1>
+  <ul id="oncall"></ul>
 </aside>
 <main>
   <h2 id="title" class="muted">Select an incident</h2>
@@ -153,8 +157,26 @@ function listen() {
   });
 }
 
+async function loadOnCall() {
+  const list = document.getElementById("oncall");
+  const res = await fetch("/api/v1/oncall").catch(() => null);
+  if (!res || !res.ok) { list.replaceChildren(el("li", "unavailable", "muted")); return; }
+  const data = await res.json();
+  list.replaceChildren();
+  for (const [name, s] of Object.entries(data.schedules)) {
+    const li = el("li", name + ": " + (s.person || "nobody"));
+    li.dataset.schedule = name;
+    if (s.until) li.append(el("div", "until " + s.until.replace("T", " ").slice(0, 16) + " UTC",
+                                "muted"));
+    list.append(li);
+  }
+  if (!list.children.length) list.append(el("li", "no schedule configured", "muted"));
+}
+
 listen();
 load();
+loadOnCall();
+setInterval(loadOnCall, 60000);
 </script>
 </body>
 </html>

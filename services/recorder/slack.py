@@ -74,7 +74,7 @@ def make_slack_router(
         """A click on a button of a Jarvis Responder message (signed by Slack)."""
         if config.signing_secret is None:
             raise HTTPException(
-                503, "Slack interactivity is off: set escalator.slack_interactivity.signing_secret"
+                404, "Slack interactivity is off: set escalator.slack_interactivity.signing_secret"
             )
         body = await request.body()
         if len(body) > max_body_bytes:
