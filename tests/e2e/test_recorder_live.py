@@ -3,6 +3,7 @@ headless Chromium, the CLI's postmortem, and a schemathesis run against its Open
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -74,7 +75,9 @@ def recorder(redis_server: str) -> Iterator[Recorder]:
         "JARVIS_LOG_LEVEL": "WARNING",
         "JARVIS_CONSUMER__BLOCK_MS": "50",
         "JARVIS_RECORDER__STREAM_POLL_S": "0.2",
-        "JARVIS_ESCALATOR__SCHEDULES": '{"primary": {"members": ["oncall-e2e@example.org", "second-e2e@example.org"]}}',
+        "JARVIS_ESCALATOR__SCHEDULES": json.dumps(
+            {"primary": {"members": ["oncall-e2e@example.org", "second-e2e@example.org"]}}
+        ),
     }
     log = (folder / "server.log").open("w")
     process = subprocess.Popen(

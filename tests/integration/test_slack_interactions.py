@@ -114,6 +114,7 @@ async def test_buttons_in_slack_act_as_the_api_would_and_only_for_signed_fresh_c
 
             # The approval request reaches #incidents-critical with Approve and Refuse.
             await eventually(lambda: _posted(critical, refused.action_id))
+            await eventually(lambda: _recorded(client, incident, refused.event_id))
             button = _button(critical.bodies(), "jarvis.refuse", refused.action_id)
             assert button["style"] == "danger"
             _button(critical.bodies(), "jarvis.approve", refused.action_id)
@@ -148,6 +149,7 @@ async def test_buttons_in_slack_act_as_the_api_would_and_only_for_signed_fresh_c
             # Approve runs the other action, recorded as approved by the Slack user.
             await bus.publish(approved)
             await eventually(lambda: _posted(critical, approved.action_id))
+            await eventually(lambda: _recorded(client, incident, approved.event_id))
             ok = await _post(client, _click("jarvis.approve", approved.action_id))
             assert ok.status_code == 200, ok.text
             ran = await _final(redis, approved.action_id)
@@ -188,3 +190,9 @@ async def _status(client: httpx.AsyncClient, incident: str, status: str) -> bool
 
 async def _posted(receiver: Any, action_id: str) -> bool:
     return any(action_id in json.dumps(b) for b in receiver.bodies())
+
+
+async def _recorded(client: httpx.AsyncClient, incident: str, event_id: str) -> bool:
+    """The recorder has the event (its commands look actions up there)."""
+    answer = await client.get(f"/api/v1/incidents/{incident}/timeline")
+    return answer.status_code == 200 and event_id in answer.text
