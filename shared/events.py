@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "EVENT_TYPES",
+    "ROLE_TITLES",
     "ActionApproved",
     "ActionCompleted",
     "ActionOutcome",
@@ -374,6 +375,15 @@ class NoteAdded(Event):
 
     author: str = Field(default="operator", max_length=128, description="Who wrote it.")
     text: str = Field(min_length=1, max_length=16384, description="The note.")
+
+
+#: The runbook's response roles ("Response Team Roles") and their titles.
+ROLE_TITLES = {
+    "incident_commander": "Incident Commander",
+    "technical_lead": "Technical Lead",
+    "operations_lead": "Operations Lead",
+    "communications_lead": "Communications Lead",
+}
 
 
 class RoleAssigned(Event):

@@ -18,6 +18,7 @@ from services.escalator.oncall import OnCallResolver
 from services.escalator.store import EscalatorStore, IncidentState
 from shared.bus import EventBus
 from shared.events import (
+    ROLE_TITLES,
     ActionCompleted,
     ActionOutcome,
     Event,
@@ -31,12 +32,6 @@ __all__ = ["Announcer"]
 log = logging.getLogger(__name__)
 
 _ROLES_NS = uuid.UUID("0f4b1c7e-3a52-4e8d-9c61-2b7a5d8e9f30")
-_ROLE_TITLES = {
-    "incident_commander": "Incident Commander",
-    "technical_lead": "Technical Lead",
-    "operations_lead": "Operations Lead",
-    "communications_lead": "Communications Lead",
-}
 
 
 class Announcer:
@@ -130,7 +125,7 @@ class Announcer:
             )
             return
         if isinstance(event, RoleAssigned):
-            title = _ROLE_TITLES.get(event.role, event.role)
+            title = ROLE_TITLES.get(event.role, event.role)
             news = self._news(
                 event,
                 state,

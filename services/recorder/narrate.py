@@ -6,14 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.events import ROLE_TITLES
+
 __all__ = ["ROLE_TITLES", "Line", "narrate"]
 
-ROLE_TITLES = {
-    "incident_commander": "Incident Commander",
-    "technical_lead": "Technical Lead",
-    "operations_lead": "Operations Lead",
-    "communications_lead": "Communications Lead",
-}
 
 
 @dataclass(frozen=True)

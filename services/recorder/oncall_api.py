@@ -41,20 +41,6 @@ class OverrideIn(BaseModel):
     by: str = Field(default="operator", min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
 
 
-class OverrideOut(BaseModel):
-    id: str
-    schedule: str
-    person: str
-    starts_at: datetime
-    ends_at: datetime
-    created_at: datetime
-    created_by: str
-
-    @classmethod
-    def of(cls, o: Override) -> OverrideOut:
-        return cls(**vars(o))
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -107,22 +93,22 @@ def make_oncall_router(
             )
         return {"at": when, "levels": levels, "schedules": by_schedule}
 
-    @router.get("/schedules/{name}/overrides", response_model=list[OverrideOut])
-    async def list_overrides(name: str = ScheduleName) -> list[OverrideOut]:
+    @router.get("/schedules/{name}/overrides", response_model=list[Override])
+    async def list_overrides(name: str = ScheduleName) -> list[Override]:
         """The schedule's overrides (those that ended over 30 days ago are forgotten)."""
-        return [OverrideOut.of(o) for o in await overrides.of(known(name))]
+        return await overrides.of(known(name))
 
     @router.post(
         "/schedules/{name}/overrides",
         status_code=201,
-        response_model=OverrideOut,
+        response_model=Override,
         dependencies=[Depends(guard)],
     )
     async def add_override(
         body: OverrideIn,
         name: str = ScheduleName,
         idempotency_key: str | None = Header(default=None, max_length=128),
-    ) -> OverrideOut:
+    ) -> Override:
         """Put someone else on call for a while (publishes ScheduleOverrideAdded)."""
         schedule = schedules[known(name)]
         if body.person not in settings.people and body.person not in schedule.members:
@@ -148,7 +134,7 @@ def make_oncall_router(
         )
         if not await overrides.add(override):
             stored = {o.id: o for o in await overrides.of(name)}.get(override.id)
-            return OverrideOut.of(stored or override)  # a retried request: the first answer
+            return stored or override  # a retried request: the first answer
         await overrides.prune(name, now)
         await commands.publish(
             ScheduleOverrideAdded(
@@ -162,7 +148,7 @@ def make_oncall_router(
                 by=body.by,
             )
         )
-        return OverrideOut.of(override)
+        return override
 
     @router.delete(
         "/schedules/{name}/overrides/{override_id}",
