@@ -11,7 +11,6 @@ from shared.events import ROLE_TITLES
 __all__ = ["ROLE_TITLES", "Line", "narrate"]
 
 
-
 @dataclass(frozen=True)
 class Line:
     event: str
