@@ -98,7 +98,11 @@ class Dispatcher:
             reason=event.reason,
             occurred_at=event.occurred_at,
             event_id=event.event_id,
-            contacts=tuple(event.contacts or level.contacts),
+            # Events before on-call resolution list no addresses: the level's fixed ones then
+            # (a `schedule:<name>` is no address to send to).
+            contacts=tuple(
+                event.contacts or [c for c in level.contacts if not c.startswith("schedule:")]
+            ),
             title=state.title,
             service=state.service,
             elapsed_s=event.elapsed_s,

@@ -65,6 +65,11 @@ def policy_warnings(
     now = now or datetime.now(UTC)
     configured = set(channels)
     warnings: list[str] = []
+    if not configured:
+        warnings.append(
+            "escalator.notifier: no channel is configured (Slack, webhook, e-mail, PagerDuty, "
+            "routes): escalations reach nobody (recorded as channel 'none')"
+        )
     reachable = reachable_levels(settings)
     for number, level in settings.levels.by_number().items():
         setting = f"escalator.levels.{_NAMES[number]}"
@@ -75,7 +80,7 @@ def policy_warnings(
             continue
         contacts = level.contacts or []
         usable = [c for c in level.channels or [] if c in configured]
-        if not usable:
+        if configured and not usable:
             warnings.append(
                 f"{setting}: no configured channel among {level.channels}: its escalations "
                 "reach nobody (recorded as channel 'none')"

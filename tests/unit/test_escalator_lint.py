@@ -25,6 +25,9 @@ def test_the_runbook_defaults_reach_every_level_and_lint_clean() -> None:
     settings = _escalator()
     assert reachable_levels(settings) == {1, 2, 3, 4, 5}
     assert policy_warnings(settings, ALL, NOW) == []
+    # Nothing configured at all: one warning, not one per level.
+    (nothing,) = policy_warnings(settings, [], NOW)
+    assert nothing.startswith("escalator.notifier: no channel is configured")
 
 
 def test_a_level_naming_an_undefined_schedule_is_an_error_naming_the_setting() -> None:
