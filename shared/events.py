@@ -20,6 +20,7 @@ from shared.silences import Matcher, Recurrence
 
 __all__ = [
     "EVENT_TYPES",
+    "ROLE_TITLES",
     "ActionApproved",
     "ActionCompleted",
     "ActionOutcome",
@@ -39,10 +40,13 @@ __all__ = [
     "NoteAdded",
     "NotificationSent",
     "RoleAssigned",
+    "ScheduleOverrideAdded",
+    "ScheduleOverrideRemoved",
     "Severity",
     "SeverityAssigned",
     "SilenceCreated",
     "SilenceExpired",
+    "StatusUpdatePosted",
     "derive_fingerprint",
     "parse_event",
     "utcnow",
@@ -337,6 +341,11 @@ class EscalationDue(Event):
     step: str = Field(description="Stable id of the escalation step (dedup key).")
     elapsed_s: float = Field(default=0.0, ge=0, description="Seconds since the incident opened.")
     contacts: list[str] = Field(default_factory=list, description="Who is notified.")
+    on_call: dict[str, str] = Field(
+        default_factory=dict,
+        description="Schedule → the person on call it resolved to when the step fired "
+        "(the level's `schedule:<name>` contacts).",
+    )
 
 
 class IncidentAcknowledged(Event):
@@ -371,6 +380,15 @@ class NoteAdded(Event):
 
     author: str = Field(default="operator", max_length=128, description="Who wrote it.")
     text: str = Field(min_length=1, max_length=16384, description="The note.")
+
+
+#: The runbook's response roles ("Response Team Roles") and their titles.
+ROLE_TITLES = {
+    "incident_commander": "Incident Commander",
+    "technical_lead": "Technical Lead",
+    "operations_lead": "Operations Lead",
+    "communications_lead": "Communications Lead",
+}
 
 
 class RoleAssigned(Event):
@@ -408,6 +426,53 @@ class ActionRefused(Event):
     action_id: str = Field(description="The action refused.")
     by: str = Field(default="operator", max_length=128, description="Who refused.")
     reason: str = Field(default="", max_length=2000, description="Why, if they said.")
+
+
+class ScheduleOverrideAdded(Event):
+    """Someone takes an on-call schedule for a while ("I take Saturday for Bob")."""
+
+    EVENT_TYPE: ClassVar[str] = "ScheduleOverrideAdded"
+    event_type: Literal["ScheduleOverrideAdded"] = Field(
+        default="ScheduleOverrideAdded", description="ScheduleOverrideAdded."
+    )
+
+    schedule: str = Field(max_length=128, description="The schedule (escalator.schedules).")
+    override_id: str = Field(max_length=64, description="Id of the override.")
+    person: str = Field(max_length=128, description="Who is on call during it.")
+    starts_at: datetime = Field(description="When it begins (UTC).")
+    ends_at: datetime = Field(description="When it ends (UTC).")
+    by: str = Field(default="operator", max_length=128, description="Who set it.")
+
+
+class ScheduleOverrideRemoved(Event):
+    """An on-call override was deleted."""
+
+    EVENT_TYPE: ClassVar[str] = "ScheduleOverrideRemoved"
+    event_type: Literal["ScheduleOverrideRemoved"] = Field(
+        default="ScheduleOverrideRemoved", description="ScheduleOverrideRemoved."
+    )
+
+    schedule: str = Field(max_length=128, description="The schedule.")
+    override_id: str = Field(max_length=64, description="Id of the override removed.")
+    person: str = Field(max_length=128, description="Who it had put on call.")
+    starts_at: datetime = Field(description="When it began (UTC).")
+    ends_at: datetime = Field(description="When it would have ended (UTC).")
+    by: str = Field(default="operator", max_length=128, description="Who removed it.")
+
+
+class StatusUpdatePosted(Event):
+    """The Communications Lead published an update on the public status page."""
+
+    EVENT_TYPE: ClassVar[str] = "StatusUpdatePosted"
+    event_type: Literal["StatusUpdatePosted"] = Field(
+        default="StatusUpdatePosted", description="StatusUpdatePosted."
+    )
+
+    status: Literal["investigating", "identified", "monitoring", "resolved"] = Field(
+        description="Public state of the incident."
+    )
+    text: str = Field(min_length=1, max_length=4000, description="The public text, as written.")
+    by: str = Field(default="operator", max_length=128, description="Who published it.")
 
 
 class NotificationSent(Event):
@@ -497,6 +562,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SilenceCreated,
         SilenceExpired,
         AlertSilenced,
+        ScheduleOverrideAdded,
+        ScheduleOverrideRemoved,
+        StatusUpdatePosted,
     )
 }
 

@@ -32,7 +32,7 @@ from shared.consumer import BatchHandler, Handler, StreamConsumer
 from shared.settings import Settings
 from shared.streams import StreamSpec
 
-__all__ = ["Runtime", "Service", "build_app", "create_runtime"]
+__all__ = ["Hook", "Runtime", "Service", "build_app", "create_runtime"]
 
 log = logging.getLogger(__name__)
 

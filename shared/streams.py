@@ -19,9 +19,12 @@ from shared.events import (
     NoteAdded,
     NotificationSent,
     RoleAssigned,
+    ScheduleOverrideAdded,
+    ScheduleOverrideRemoved,
     SeverityAssigned,
     SilenceCreated,
     SilenceExpired,
+    StatusUpdatePosted,
 )
 
 __all__ = [
@@ -65,6 +68,9 @@ INCIDENTS = StreamSpec(
         SilenceCreated,
         SilenceExpired,
         AlertSilenced,
+        ScheduleOverrideAdded,
+        ScheduleOverrideRemoved,
+        StatusUpdatePosted,
     ),
 )
 DEAD_LETTER = "jarvis:dead-letter"

@@ -18,12 +18,14 @@ from redis.asyncio import Redis
 
 from services.escalator.messages import Notification
 from services.escalator.notifiers import DeliveryResult, Notifier, deliver
+from services.escalator.oncall import OnCallResolver
 from services.escalator.policy import Policy
+from services.escalator.routing import route_channels
 from services.escalator.store import EscalatorStore
 from shared.bus import EventBus, as_text
 from shared.clock import Clock
 from shared.events import EscalationDue, Event, NotificationSent
-from shared.settings import RetrySettings
+from shared.settings import RetrySettings, RoutesSettings
 
 __all__ = ["Dispatcher", "InFlightElsewhere"]
 
@@ -55,6 +57,8 @@ class Dispatcher:
         clock: Clock,
         instance: str,
         current_policy: Policy,
+        routes: RoutesSettings | None = None,
+        oncall: OnCallResolver | None = None,
     ) -> None:
         self._redis = redis
         self._bus = bus
@@ -64,6 +68,8 @@ class Dispatcher:
         self._clock = clock
         self._instance = instance
         self._current_policy = current_policy
+        self._routes = routes
+        self._oncall = oncall
         worst = retry.max_attempts * (retry.timeout_s + retry.backoff_max_s)
         self._lease_ms = int((worst + 30) * 1000)
 
@@ -92,12 +98,22 @@ class Dispatcher:
             reason=event.reason,
             occurred_at=event.occurred_at,
             event_id=event.event_id,
-            contacts=tuple(event.contacts or level.contacts),
+            # Events before on-call resolution list no addresses: the level's fixed ones then
+            # (a `schedule:<name>` is no address to send to).
+            contacts=tuple(
+                event.contacts or [c for c in level.contacts if not c.startswith("schedule:")]
+            ),
             title=state.title,
             service=state.service,
             elapsed_s=event.elapsed_s,
+            people=tuple(event.on_call.values()),
+            mentions=self._oncall.slack_ids(event.on_call.values()) if self._oncall else (),
+            buttons=("ack",),
         )
+        # The level's own channels reach its people; routes tell the audiences that hear
+        # of escalations of this severity (runbook "Communication Protocols").
         channels = [c for c in level.channels if c in self._notifiers]
+        channels += self._routed(notification)
         if not channels:
             # Nobody can be told: say so on the timeline instead of failing silently.
             await self._record_once(
@@ -108,6 +124,20 @@ class Dispatcher:
             )
             return
         await self._all(notification, channels, event)
+
+    def _routed(self, notification: Notification) -> list[str]:
+        if self._routes is None:
+            return []
+        wanted = route_channels(
+            self._routes, notification.kind, notification.severity, notification.level
+        )
+        return [c for c in wanted if c in self._notifiers]
+
+    async def announce(self, notification: Notification, cause: Event) -> None:
+        """Tell the routes that hear this kind of news; nothing when none is configured."""
+        channels = self._routed(notification)
+        if channels:
+            await self._all(notification, channels, cause)
 
     async def on_resolved(self, event: Event, level: int) -> None:
         """Resolve the incident's PagerDuty alert, if it was ever triggered."""

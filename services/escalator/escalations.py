@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
+from services.escalator.oncall import OnCallResolver
 from services.escalator.policy import Policy, Trigger, immediate_triggers, plan
 from services.escalator.store import DueTimer, EscalatorStore, IncidentState, PlannedTimer
 from shared.clock import Clock
 from shared.events import EscalationDue, EscalationTrigger, Event, Severity, SeverityAssigned
+from shared.rotation import Resolved
 
 __all__ = ["Escalations"]
 
@@ -42,11 +44,25 @@ def _human(seconds: float) -> str:
 
 
 class Escalations:
-    def __init__(self, store: EscalatorStore, clock: Clock, current_policy: Policy) -> None:
+    def __init__(
+        self,
+        store: EscalatorStore,
+        clock: Clock,
+        current_policy: Policy,
+        oncall: OnCallResolver | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._current = current_policy
         self._policy_json = current_policy.model_dump_json()
+        self._oncall = oncall
+
+    async def _resolve(self, policy: Policy, level: int, at: datetime) -> Resolved:
+        """The level's contacts when the step fires: schedules name whoever is on call now."""
+        contacts = policy.level(level).contacts
+        if self._oncall is None:
+            return Resolved(tuple(contacts), {}, ())
+        return await self._oncall.resolve(contacts, at)
 
     async def policy_of(self, incident_id: str) -> Policy:
         """The incident's snapshot, or the current policy for an incident not seen yet."""
@@ -112,6 +128,7 @@ class Escalations:
         now = self._clock.now()
         policy = Policy.model_validate_json(state.policy_json) if state.policy_json else None
         level = max(trigger.level, state.reached, 1)  # never de-escalate
+        policy = policy or self._current
         event = self._event(
             incident_id,
             state,
@@ -120,7 +137,8 @@ class Escalations:
             trigger.kind,
             trigger.reason,
             now,
-            policy or self._current,
+            policy,
+            await self._resolve(policy, level, now),
             causation_id=cause.event_id,
         )
         fired = await self._store.fire_immediate(incident_id, trigger.step_id, level, event)
@@ -146,6 +164,7 @@ class Escalations:
             f"{timer.severity.value} open for {_human(elapsed)} "
             f"(threshold {timer.step.split(':')[1]}) without resolution"
         )
+        policy = policy or self._current
         event = self._event(
             timer.incident_id,
             state,
@@ -154,7 +173,8 @@ class Escalations:
             EscalationTrigger.TIME,
             reason,
             now,
-            policy or self._current,
+            policy,
+            await self._resolve(policy, timer.level, now),
             severity=timer.severity,
         )
         fired = await self._store.fire(timer, event)
@@ -173,11 +193,15 @@ class Escalations:
         reason: str,
         now: datetime,
         policy: Policy,
+        resolved: Resolved,
         *,
         severity: Severity | None = None,
         causation_id: str | None = None,
     ) -> str:
         contacts = policy.level(level)
+        who = ", ".join(f"{person} on call for {name}" for name, person in resolved.on_call.items())
+        gaps = "".join(f"; nobody on call for {name}" for name in resolved.unfilled)
+        role = f"{contacts.role}: {who}" if who else contacts.role
         return EscalationDue(
             event_id=_escalation_id(incident_id, step),
             occurred_at=now,
@@ -188,8 +212,9 @@ class Escalations:
             level=level,
             severity=severity or state.severity or Severity.P3,
             trigger=trigger,
-            reason=f"{reason} → level {level} ({contacts.role})",
+            reason=f"{reason} → level {level} ({role}){gaps}",
             step=step,
             elapsed_s=_elapsed(now, state.opened_at),
-            contacts=list(contacts.contacts),
+            contacts=list(resolved.addresses),
+            on_call=resolved.on_call,
         ).to_json()

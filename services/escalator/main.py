@@ -11,14 +11,19 @@ jarvis:escalations (the escalator is also the notifier that delivers them).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
 
+from services.escalator.announce import Announcer
 from services.escalator.delivery import Dispatcher
 from services.escalator.escalations import Escalations
+from services.escalator.lint import policy_warnings
 from services.escalator.notifiers import build_notifiers
+from services.escalator.oncall import OnCallResolver
 from services.escalator.policy import Policy, immediate_triggers, remediation_trigger
+from services.escalator.routing import build_route_notifiers
 from services.escalator.store import DUE_KEY, EscalatorStore
 from shared.events import (
     ActionCompleted,
@@ -28,38 +33,50 @@ from shared.events import (
     Event,
     IncidentAcknowledged,
     IncidentResolved,
+    RoleAssigned,
     SeverityAssigned,
 )
+from shared.overrides import OverrideStore
 from shared.runtime import Runtime, Service
 from shared.streams import ACTIONS_COMPLETED, ALERTS, ESCALATIONS, INCIDENTS, SEVERITY
 
 __all__ = ["DUE_KEY", "GROUP", "build"]
 
 GROUP = "escalator"
+log = logging.getLogger(__name__)
 
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.escalator
     policy = Policy.from_settings(settings)
     store = EscalatorStore(runtime.redis, runtime.settings.consumer.stream_maxlen)
-    escalations = Escalations(store, runtime.clock, policy)
+    oncall = OnCallResolver(settings, OverrideStore(runtime.redis))
+    escalations = Escalations(store, runtime.clock, policy, oncall)
     client = httpx.AsyncClient(follow_redirects=False)
+    notifiers = build_notifiers(settings.notifier, client)
+    notifiers.update(build_route_notifiers(settings.routes, settings.notifier, client))
+    for warning in policy_warnings(settings, notifiers, runtime.clock.now()):
+        log.warning("policy: %s", warning)
     dispatcher = Dispatcher(
         redis=runtime.redis,
         bus=runtime.bus(GROUP),
         store=store,
-        notifiers=build_notifiers(settings.notifier, client),
+        notifiers=notifiers,
         retry=settings.notifier.retry,
         clock=runtime.clock,
         instance=runtime.instance,
         current_policy=policy,
+        routes=settings.routes,
+        oncall=oncall,
     )
+    announcer = Announcer(store=store, dispatcher=dispatcher, bus=runtime.bus(GROUP), oncall=oncall)
 
     async def on_severity(event: Event) -> None:
         assert isinstance(event, SeverityAssigned)
         if not event.incident_id:
             raise ValueError("incident_id: SeverityAssigned needs an incident")
         await escalations.on_severity(event)
+        await announcer.on_severity(event)
 
     async def on_incident(event: Event) -> None:
         if not event.incident_id:
@@ -71,6 +88,9 @@ def build(runtime: Runtime) -> Service:
             await store.resolve(event.incident_id)
             state = await store.state(event.incident_id)
             await dispatcher.on_resolved(event, state.reached)
+            await announcer.on_incident(event)
+        elif isinstance(event, RoleAssigned):
+            await announcer.on_incident(event)
 
     async def on_action(event: Event) -> None:
         assert isinstance(event, ActionCompleted)
@@ -86,6 +106,7 @@ def build(runtime: Runtime) -> Service:
         )
         if trigger:
             await escalations.fire_trigger(event.incident_id, trigger, cause=event)
+        await announcer.on_action(event)
 
     async def on_alert(event: Event) -> None:
         # Alerts usually reach us through triage's SeverityAssigned; this catches a data

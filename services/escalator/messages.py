@@ -1,8 +1,13 @@
 """What each channel is sent for one escalation: pure formatting, no I/O.
 
-One `Notification` (an escalation step, or the incident's resolution) becomes a Slack
-incoming-webhook body, a generic JSON webhook body, an e-mail, or a PagerDuty Events
-API v2 event (`dedup_key` = incident id, so every step updates one PagerDuty incident).
+One `Notification` (an escalation step, the incident's resolution, or another piece of
+the incident's news for a route) becomes a Slack incoming-webhook body, a generic JSON
+webhook body, an e-mail, or a PagerDuty Events API v2 event (`dedup_key` = incident id, so
+every step updates one PagerDuty incident).
+
+Text that comes from events is escaped for Slack (`&`, `<`, `>`), so an alert's summary can
+never mention `@channel` or forge a link. Escalations carry an Acknowledge button, approval
+requests Approve and Refuse (Slack interactivity: POST /webhooks/slack/interactions).
 """
 
 from __future__ import annotations
@@ -13,15 +18,23 @@ from email.message import EmailMessage
 from typing import Any, Literal
 
 __all__ = [
+    "BUTTONS",
     "Notification",
     "email_message",
     "pagerduty_event",
+    "slack_escape",
     "slack_payload",
     "webhook_payload",
 ]
 
 # PagerDuty Events API v2 payload.severity: critical, error, warning or info.
 _PD_SEVERITY = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}
+# Slack `action_id`s of the buttons; the interactions endpoint turns each into a command.
+BUTTONS = {
+    "ack": ("jarvis.ack", "Acknowledge", "primary"),
+    "approve": ("jarvis.approve", "Approve", "primary"),
+    "refuse": ("jarvis.refuse", "Refuse", "danger"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,12 +56,23 @@ class Notification:
     elapsed_s: float = 0.0
     action: Literal["trigger", "resolve"] = "trigger"
     extra: dict[str, Any] = field(default_factory=dict)
+    # What kind of news this is (a route's `events`); `summary` heads news other than
+    # escalations; `mentions` are Slack member ids of the people on call; `buttons` name
+    # BUTTONS, acting on the incident (ack) or on `action_ref` (approve, refuse).
+    kind: str = "escalated"
+    summary: str = ""
+    people: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    buttons: tuple[str, ...] = ()
+    action_ref: str = ""
 
     @property
     def headline(self) -> str:
         what = self.title or self.service or "incident"
         if self.action == "resolve":
             return f"[{self.severity}] resolved: {what} ({self.incident_id})"
+        if self.kind != "escalated":
+            return f"[{self.severity}] {self.summary}: {what} ({self.incident_id})"
         return (
             f"[{self.severity}] escalation to level {self.level} ({self.role}): "
             f"{what} ({self.incident_id})"
@@ -61,33 +85,79 @@ def _elapsed(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
 
 
+def slack_escape(text: str) -> str:
+    """Slack's own escaping of message text: `&`, `<` and `>` (nothing else is needed)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _buttons(n: Notification) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in n.buttons:
+        action_id, label, style = BUTTONS[name]
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label},
+            "style": style,
+            "value": n.incident_id if name == "ack" else n.action_ref,
+        }
+        if name == "approve":
+            button["confirm"] = {
+                "title": {"type": "plain_text", "text": "Run this action?"},
+                "text": {"type": "plain_text", "text": n.summary[:300] or "Approve the action"},
+                "confirm": {"type": "plain_text", "text": "Approve"},
+                "deny": {"type": "plain_text", "text": "Cancel"},
+            }
+        out.append(button)
+    return out
+
+
 def slack_payload(n: Notification) -> dict[str, Any]:
     """Slack incoming webhook: `text` (fallback and notifications) plus Block Kit blocks."""
-    fields = [
-        ("Severity", n.severity),
-        ("Level", f"{n.level} — {n.role}"),
-        ("Trigger", n.trigger),
-        ("Open for", _elapsed(n.elapsed_s)),
-        ("Service", n.service or "—"),
-        ("Contacts", ", ".join(n.contacts) or "—"),
+    e = slack_escape
+    tag = " ".join(f"<@{m}>" for m in n.mentions)  # member ids: validated by the settings
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": n.headline[:150]}},
     ]
-    return {
-        "text": f"{n.headline} — {n.reason}",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": n.headline[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {n.reason}"}},
+    if n.reason:
+        label = "Why" if n.kind == "escalated" else "Detail"
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{label}:* {e(n.reason)}"}}
+        )
+    if n.kind == "escalated" and n.action == "trigger":
+        fields = [
+            ("Severity", n.severity),
+            ("Level", f"{n.level} — {n.role}"),
+            ("Trigger", n.trigger),
+            ("Open for", _elapsed(n.elapsed_s)),
+            ("Service", n.service or "—"),
+            ("Contacts", ", ".join(n.contacts) or "—"),
+        ]
+        blocks.append(
             {
                 "type": "section",
-                "fields": [{"type": "mrkdwn", "text": f"*{k}:*\n{v}"} for k, v in fields],
-            },
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": f"incident `{n.incident_id}` · step `{n.step}`"}
-                ],
-            },
-        ],
-    }
+                "fields": [{"type": "mrkdwn", "text": f"*{k}:*\n{e(v)}"} for k, v in fields],
+            }
+        )
+    if n.people or tag:
+        on_call = tag or ", ".join(e(p) for p in n.people)
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*On call:* {on_call}"}}
+        )
+    if n.buttons:
+        blocks.append(
+            {"type": "actions", "block_id": f"jarvis:{n.step}"[:255], "elements": _buttons(n)}
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": f"incident `{e(n.incident_id)}` · step `{e(n.step)}`"}
+            ],
+        }
+    )
+    text = f"{e(n.headline)} — {e(n.reason)}" if n.reason else e(n.headline)
+    return {"text": f"{text} {tag}".strip(), "blocks": blocks}
 
 
 def webhook_payload(n: Notification) -> dict[str, Any]:
@@ -118,6 +188,12 @@ def email_message(n: Notification, sender: str) -> EmailMessage:
     msg["Subject"] = n.headline
     msg["X-Jarvis-Incident"] = n.incident_id
     msg["X-Jarvis-Step"] = n.step
+    if n.kind != "escalated":
+        lines = [n.headline, "", n.reason] if n.reason else [n.headline]
+        if "ack" in n.buttons:
+            lines += ["", f"Acknowledge: POST /api/v1/incidents/{n.incident_id}/ack"]
+        msg.set_content("\n".join(lines))
+        return msg
     msg.set_content(
         "\n".join(
             [

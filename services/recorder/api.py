@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from services.recorder import stats as figures
 from services.recorder.db import as_utc
+from services.recorder.draft import Drafter
 from services.recorder.postmortem_html import as_html, wants_html
 from services.recorder.queries import IncidentFilter, Reader
 from services.recorder.report import incident_detail, postmortem_markdown, timeline_entries
@@ -43,7 +44,10 @@ def not_found(incident_id: str) -> HTTPException:
 
 
 def make_read_router(
-    reader: Reader, page_size: int, next_escalations: NextEscalations = _none
+    reader: Reader,
+    page_size: int,
+    next_escalations: NextEscalations = _none,
+    drafter: Drafter | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["timeline"])
 
@@ -94,8 +98,9 @@ def make_read_router(
         accept: str | None = Header(default=None, max_length=1024),
     ) -> Response:
         """The runbook's blameless postmortem template, filled in from the timeline:
-        Markdown, or an HTML page when the client asks for `text/html` (a browser)."""
-        text = await postmortem_markdown(reader, incident_id)
+        Markdown, or an HTML page when the client asks for `text/html` (a browser); with
+        `recorder.postmortem_draft.enabled`, a draft by the local model comes first."""
+        text = await postmortem_markdown(reader, incident_id, drafter)
         if text is None:
             raise not_found(incident_id)
         if wants_html(accept):

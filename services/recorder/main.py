@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import APIRouter
 from prometheus_client import Counter
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -14,17 +15,26 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from services.escalator.store import EscalatorStore
 from services.recorder.api import make_read_router
 from services.recorder.approvals import make_approvals_router
-from services.recorder.commands import make_command_router
+from services.recorder.commands import Commands, make_command_router
 from services.recorder.db import checkpoint, migrate
+from services.recorder.draft import Drafter
 from services.recorder.live import Notifier, make_live_router
+from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
 from services.recorder.schemas import NextEscalation
 from services.recorder.security import bearer_guard, check_exposure
 from services.recorder.silences import make_silence_router
+from services.recorder.slack import make_slack_router
+from services.recorder.status_api import (
+    StatusServer,
+    make_status_read_router,
+    make_status_write_router,
+)
 from services.recorder.store import Outcome, TimelineStore
 from shared.consumer import Retryable
 from shared.events import Event
-from shared.runtime import Runtime, Service
+from shared.overrides import OverrideStore
+from shared.runtime import Hook, Runtime, Service
 from shared.silence_store import SilenceStore
 from shared.streams import ALL_STREAMS
 
@@ -96,18 +106,31 @@ def build(runtime: Runtime) -> Service:
         found = await escalator.next_due(incident_ids)
         return {i: NextEscalation(level=lv, due_at=at) for i, (lv, at) in found.items()}
 
-    guard = bearer_guard(settings.api_token)
+    drafter: Drafter | None = None
+    if config.postmortem_draft.enabled:
+        ollama = httpx.AsyncClient(follow_redirects=False)
+        drafter = Drafter(config.postmortem_draft, settings.ollama_url, ollama)
+        shutdown_first: list[Hook] = [ollama.aclose]
+    else:
+        shutdown_first = []
     router = APIRouter()
-    router.include_router(make_read_router(reader, config.page_size, next_escalations))
+    router.include_router(make_read_router(reader, config.page_size, next_escalations, drafter))
     router.include_router(make_approvals_router(reader, settings.remediator.approval_timeout_s))
+    commands = Commands(
+        store=store, reader=reader, bus=runtime.bus(GROUP), on_recorded=notifier.notify
+    )
+    guard = bearer_guard(settings.api_token)
     router.include_router(
-        make_command_router(
-            store=store,
-            reader=reader,
-            bus=runtime.bus(GROUP),
+        make_command_router(commands=commands, guard=guard, max_body_bytes=config.max_body_bytes)
+    )
+    router.include_router(
+        make_oncall_router(
+            settings=settings.escalator,
+            overrides=OverrideStore(runtime.redis),
+            commands=commands,
+            clock=runtime.clock,
             guard=guard,
             max_body_bytes=config.max_body_bytes,
-            on_recorded=notifier.notify,
         )
     )
     router.include_router(
@@ -122,8 +145,30 @@ def build(runtime: Runtime) -> Service:
         )
     )
     router.include_router(
+        make_slack_router(
+            settings=settings.escalator,
+            commands=commands,
+            redis=runtime.redis,
+            clock=runtime.clock,
+            max_body_bytes=config.max_body_bytes,
+        )
+    )
+    page = config.status_page
+    stack = list(settings.triage.containers)
+    router.include_router(make_status_read_router(reader, page, stack, runtime.clock))
+    router.include_router(make_status_write_router(commands, guard, config.max_body_bytes))
+    router.include_router(
         make_live_router(reader, notifier, config.stream_poll_s, next_escalations)
     )
+    startup: list[Hook] = [start]
+    shutdown: list[Hook] = [*shutdown_first, store.close]
+    if page.port:
+        # The page alone on its own port: exposed publicly while the API stays internal.
+        alone = StatusServer(
+            make_status_read_router(reader, page, stack, runtime.clock), page.host, page.port
+        )
+        startup.append(alone.start)
+        shutdown.insert(0, alone.stop)
     return Service(
         name=GROUP,
         router=router,
@@ -131,8 +176,8 @@ def build(runtime: Runtime) -> Service:
             runtime.consume(spec, GROUP, batch_handler=on_events, max_records=config.batch_size)
             for spec in ALL_STREAMS
         ],
-        startup=[start],
+        startup=startup,
         background=[prune_loop, checkpoint_loop],
-        shutdown=[store.close],
+        shutdown=shutdown,
         health=health,
     )

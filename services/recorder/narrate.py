@@ -6,14 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ROLE_TITLES", "Line", "narrate"]
+from shared.events import ROLE_TITLES
 
-ROLE_TITLES = {
-    "incident_commander": "Incident Commander",
-    "technical_lead": "Technical Lead",
-    "operations_lead": "Operations Lead",
-    "communications_lead": "Communications Lead",
-}
+__all__ = ["ROLE_TITLES", "Line", "narrate"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +79,11 @@ def narrate(payload: dict[str, Any], count: int = 1) -> Line:
         return _action_requested(e)
     if kind == "ActionApproved":
         return Line("Action approved", f"Approved {e.get('action_id')}", str(e.get("approver")))
+    if kind == "ActionRefused":
+        why = f": {e['reason']}" if e.get("reason") else ""
+        return Line("Action refused", f"Refused {e.get('action_id')}{why}", str(e.get("by")))
+    if kind == "StatusUpdatePosted":
+        return Line(f"Status page: {e.get('status')}", str(e.get("text", "")), str(e.get("by")))
     if kind == "ActionCompleted":
         return _action_completed(e)
     if kind == "EscalationDue":
@@ -94,7 +94,8 @@ def narrate(payload: dict[str, Any], count: int = 1) -> Line:
         return Line("Incident acknowledged", "Acknowledged", str(e.get("by")))
     if kind == "RoleAssigned":
         title = ROLE_TITLES.get(str(e.get("role")), str(e.get("role")))
-        return Line(f"{title} assigned", f"{e.get('person')} is {title}", "operator")
+        by = "escalator (on-call schedule)" if e.get("producer") == "escalator" else "operator"
+        return Line(f"{title} assigned", f"{e.get('person')} is {title}", by)
     if kind == "NoteAdded":
         return Line(f"Note: {e.get('text', '')}", "Noted", str(e.get("author")))
     if kind == "IncidentResolved":

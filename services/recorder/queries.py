@@ -180,6 +180,30 @@ class Reader:
             rows = await session.scalars(query.order_by(EventRow.recorded_at).limit(limit))
             return list(rows.all())
 
+    async def public_candidates(self, resolved_since: datetime) -> list[IncidentRow]:
+        """Incidents the status page may show: not resolved, or resolved since then."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(IncidentRow).where(
+                    (IncidentRow.status != "resolved") | (IncidentRow.resolved_at >= resolved_since)
+                )
+            )
+            return list(rows.all())
+
+    async def events_of_type(self, event_type: str, incident_ids: list[str]) -> list[EventRow]:
+        """Events of one type on these incidents, oldest first (the status page's updates)."""
+        out: list[EventRow] = []
+        async with self._sessions() as session:
+            for start in range(0, len(incident_ids), 500):
+                rows = await session.scalars(
+                    select(EventRow)
+                    .where(EventRow.event_type == event_type)
+                    .where(EventRow.incident_id.in_(incident_ids[start : start + 500]))
+                    .order_by(EventRow.occurred_at, EventRow.event_id)
+                )
+                out.extend(rows.all())
+        return out
+
     async def updated_since(self, after: datetime, limit: int = 500) -> list[IncidentRow]:
         """Incidents changed at or after `after` (for the live stream)."""
         async with self._sessions() as session:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from services.recorder import postmortem
 from services.recorder.db import as_utc
+from services.recorder.draft import Drafter
 from services.recorder.phases import phases
 from services.recorder.queries import Reader
 from services.recorder.schemas import (
@@ -64,10 +65,19 @@ async def incident_detail(
     )
 
 
-async def postmortem_markdown(reader: Reader, incident_id: str) -> str | None:
-    """The postmortem of an incident; None when there is no such incident."""
+async def postmortem_markdown(
+    reader: Reader, incident_id: str, drafter: Drafter | None = None
+) -> str | None:
+    """The postmortem of an incident; None when there is no such incident. With a drafter,
+    the local model's draft (or why there is none) comes after the header."""
     timeline = await timeline_entries(reader, incident_id)
     detail = await incident_detail(reader, incident_id, timeline)
     if detail is None:
         return None
-    return postmortem.render(detail, timeline)
+    text = postmortem.render(detail, timeline)
+    if drafter is None:
+        return text
+    draft, why = await drafter.draft(detail, timeline)
+    insert = draft or f"_No draft by the local model: {why}. The template follows._\n"
+    head, marker, rest = text.partition("## Executive Summary")
+    return head + insert + "\n" + marker + rest

@@ -14,6 +14,14 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
+from shared.settings.oncall import (
+    PersonSettings,
+    RoleSchedulesSettings,
+    RoutesSettings,
+    ScheduleSettings,
+    SlackInteractivitySettings,
+)
+
 __all__ = [
     "EmailNotifierSettings",
     "EscalationCell",
@@ -221,3 +229,55 @@ class EscalatorSettings(BaseModel):
         description="ActionCompleted outcomes that escalate at once (escalate=true always does).",
     )
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+    schedules: dict[str, ScheduleSettings] = Field(
+        default_factory=dict,
+        description="On-call rotations by name; a level contact `schedule:<name>` names one.",
+    )
+    people: dict[str, PersonSettings] = Field(
+        default_factory=dict, description="The people directory: how each person is reached."
+    )
+    roles: RoleSchedulesSettings = Field(
+        default_factory=RoleSchedulesSettings,
+        description="Runbook roles (IC, TL, OL, CL) filled from schedules when an incident opens.",
+    )
+    routes: RoutesSettings = Field(
+        default_factory=RoutesSettings,
+        description="Where an incident's news goes, by severity and audience (runbook defaults).",
+    )
+    slack_interactivity: SlackInteractivitySettings = Field(
+        default_factory=SlackInteractivitySettings
+    )
+    ics_days: int = Field(
+        default=56, ge=1, le=366, description="How far ahead a schedule's iCalendar feed reaches."
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> EscalatorSettings:
+        """Names that must exist: a clear error at start, naming the setting."""
+        problems: list[str] = []
+        for number, level in self.levels.by_number().items():
+            setting = "executive" if number == 5 else f"level_{number}"
+            for contact in level.contacts or ():
+                name = contact.removeprefix("schedule:")
+                if contact.startswith("schedule:") and name not in self.schedules:
+                    problems.append(
+                        f"escalator.levels.{setting}.contacts: schedule {name!r} is not defined "
+                        f"in escalator.schedules (defined: {sorted(self.schedules) or 'none'})"
+                    )
+        for name, schedule in self.schedules.items():
+            for member in schedule.members:
+                if "@" not in member and member not in self.people:
+                    problems.append(
+                        f"escalator.schedules.{name}.members: {member!r} is neither in "
+                        "escalator.people nor an e-mail address"
+                    )
+        for role, fill in self.roles.filled().items():
+            for which in ("primary", "backup"):
+                name = getattr(fill, which)
+                if name and name not in self.schedules:
+                    problems.append(
+                        f"escalator.roles.{role}.{which}: schedule {name!r} is not defined"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

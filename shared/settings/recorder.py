@@ -7,7 +7,48 @@ from pydantic import (
     Field,
 )
 
-__all__ = ["RecorderSettings"]
+__all__ = ["PostmortemDraftSettings", "RecorderSettings", "StatusPageSettings"]
+
+
+class StatusPageSettings(BaseModel):
+    """The public status page (runbook "External Communication": status.company.com)."""
+
+    path: str = Field(
+        default="/status",
+        pattern=r"^/[a-z0-9/_-]*[a-z0-9]$",
+        description="Path of the page; its Atom feed is <path>/feed.atom.",
+    )
+    port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Also serve the page (and only it) on this port; 0: only on the main port.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address of that port.")
+    title: str = Field(default="Jarvis status", max_length=200, description="Page title.")
+    history_days: float = Field(
+        default=7.0, gt=0, le=90, description="How long resolved incidents stay on the page."
+    )
+    components: dict[str, str] = Field(
+        default_factory=dict,
+        description="Service → public name; empty: the Jarvis stack (triage.containers).",
+    )
+
+
+class PostmortemDraftSettings(BaseModel):
+    """Drafting the postmortem's prose with the stack's own Ollama (JARVIS_OLLAMA_URL)."""
+
+    enabled: bool = Field(default=False, description="Ask the local model for a draft.")
+    model: str = Field(default="tinyllama", min_length=1, description="Ollama model.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Longest wait for the draft; then the template."
+    )
+    health_timeout_s: float = Field(
+        default=1.0, gt=0, le=30, description="Longest wait for Ollama's model list."
+    )
+    max_events: int = Field(
+        default=150, ge=10, le=2000, description="Timeline entries given to the model."
+    )
 
 
 class RecorderSettings(BaseModel):
@@ -38,3 +79,5 @@ class RecorderSettings(BaseModel):
     stream_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Live stream: how often the database is polled."
     )
+    status_page: StatusPageSettings = Field(default_factory=StatusPageSettings)
+    postmortem_draft: PostmortemDraftSettings = Field(default_factory=PostmortemDraftSettings)

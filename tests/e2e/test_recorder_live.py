@@ -3,6 +3,7 @@ headless Chromium, the CLI's postmortem, and a schemathesis run against its Open
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -74,6 +75,9 @@ def recorder(redis_server: str) -> Iterator[Recorder]:
         "JARVIS_LOG_LEVEL": "WARNING",
         "JARVIS_CONSUMER__BLOCK_MS": "50",
         "JARVIS_RECORDER__STREAM_POLL_S": "0.2",
+        "JARVIS_ESCALATOR__SCHEDULES": json.dumps(
+            {"primary": {"members": ["oncall-e2e@example.org", "second-e2e@example.org"]}}
+        ),
     }
     log = (folder / "server.log").open("w")
     process = subprocess.Popen(
@@ -145,6 +149,12 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
         item = f'#incidents li[data-id="{incident}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, item))
         wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+        # Who is on call, from /api/v1/oncall.
+        on_call = '#oncall li[data-schedule="primary"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, on_call))
+        shown = driver.find_element(By.CSS_SELECTOR, on_call).text
+        assert shown.startswith(("primary: oncall-e2e@example.org\nuntil ", "primary: second-e2e"))
+        assert "\nuntil " in shown
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, item).click() or True)
         row = f'#timeline tr[data-event-id="{opening.event_id}"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))

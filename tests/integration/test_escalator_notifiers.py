@@ -32,6 +32,11 @@ from tests.integration._escalator_support import (
 pytestmark = pytest.mark.integration
 
 FAST_RETRY = {"timeout_s": 0.5, "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+# These tests are about a level's own channels: the runbook's e-mail lists (routes, tested in
+# test_escalator_routes.py) would also hear of escalations once SMTP is configured.
+NO_ROUTE_MAIL = {
+    name: {"emails": []} for name in ("critical", "general", "engineering", "management")
+}
 
 
 class MailHandler:
@@ -117,6 +122,7 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
         async with smtp_receiver(mail, auth=True) as smtp_port:
             settings = make_settings(
                 escalator={
+                    "routes": NO_ROUTE_MAIL,
                     "notifier": {
                         "retry": FAST_RETRY,
                         "slack": {"webhook_url": slack.url},
@@ -129,7 +135,7 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
                             "password": "s3cret",
                             "sender": "jarvis@test",
                         },
-                    }
+                    },
                 }
             )
             async with running(settings, [build], clock=clock) as (client, _):
@@ -197,12 +203,13 @@ async def test_retries_with_backoff_on_5xx_and_timeouts(
         async with smtp_receiver(mail) as smtp_port:
             settings = make_settings(
                 escalator={
+                    "routes": NO_ROUTE_MAIL,
                     "notifier": {
                         "retry": FAST_RETRY,
                         "slack": {"webhook_url": slack.url},
                         "webhook": {"url": hook.url},
                         "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port},
-                    }
+                    },
                 }
             )
             async with running(settings, [build]):
@@ -225,13 +232,14 @@ async def test_permanent_failures_are_not_retried_and_exhausted_retries_are_reco
     with http_receiver(final_status=400) as slack, http_receiver(final_status=503) as hook:
         settings = make_settings(
             escalator={
+                "routes": NO_ROUTE_MAIL,
                 "notifier": {
                     "retry": {**FAST_RETRY, "max_attempts": 3},
                     "slack": {"webhook_url": slack.url},
                     "webhook": {"url": hook.url},
                     # Nothing listens on port 9 of loopback: connection refused, retried.
                     "email": {"smtp_host": "127.0.0.1", "smtp_port": 9},
-                }
+                },
             }
         )
         async with running(settings, [build]):

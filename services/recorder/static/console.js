@@ -456,6 +456,22 @@ function listen() {
   });
 }
 
+async function loadOnCall() {  // who is on call now, per schedule (GET /api/v1/oncall)
+  const list = $("oncall");
+  const res = await fetch("/api/v1/oncall").catch(() => null);
+  if (!res || !res.ok) { list.replaceChildren(el("li", "unavailable", "muted")); return; }
+  const data = await res.json();
+  list.replaceChildren();
+  for (const [name, s] of Object.entries(data.schedules)) {
+    const li = el("li", name + ": " + (s.person || "nobody"));
+    li.dataset.schedule = name;
+    if (s.until) li.append(el("div", "until " + s.until.replace("T", " ").slice(0, 16) + " UTC",
+                                "muted"));
+    list.append(li);
+  }
+  if (!list.children.length) list.append(el("li", "no schedule configured", "muted"));
+}
+
 function incidentCommand(verb, body, done) {
   return async event => {
     if (event) event.preventDefault();
@@ -492,7 +508,9 @@ function start() {
   loadApprovals();
   loadSilences();
   loadStats();
+  loadOnCall();
   setInterval(tick, 1000);
+  setInterval(loadOnCall, 60000);
   setInterval(loadStats, 60000);
   setInterval(loadSilences, 30000);  // windows open and close with time
 }
