@@ -17,9 +17,9 @@ from services.detector.main import build as build_detector
 from services.escalator.main import build as build_escalator
 from services.recorder import postmortem_cli
 from services.recorder.main import build as build_recorder
-from services.recorder.security import check_exposure
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
+from shared.access import check_exposure
 from shared.asyncapi import asyncapi_document
 from shared.embedded_redis import EmbeddedRedis
 from shared.runtime import Runtime, Service, build_app, create_runtime

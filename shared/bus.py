@@ -8,49 +8,60 @@ every stream. Streams are trimmed approximately (`MAXLEN ~`) to bound Redis memo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from shared.events import Event, utcnow
-from shared.streams import DEAD_LETTER, stream_for
+from shared.streams import ALERTS, DEAD_LETTER, stream_for
 
-__all__ = ["DATA_FIELD", "EventBus", "as_text"]
+__all__ = ["DATA_FIELD", "SEAL_FIELD", "EventBus", "as_text"]
 
 DATA_FIELD = "__data__"
+SEAL_FIELD = "__seal__"  # beside an alert the detector stamped (shared.envelope)
 _DEAD_LETTER_SEEN_TTL_S = 24 * 3600
 
 
 class EventBus:
     """The one way services put events on streams."""
 
-    def __init__(self, redis: Redis, *, maxlen: int, producer: str = "jarvis") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        maxlen: int,
+        producer: str = "jarvis",
+        seal: Callable[[str], str] | None = None,
+    ) -> None:
         self._redis = redis
         self._maxlen = maxlen
         self.producer = producer
+        self._seal = seal
+
+    def _entry(self, event: Event) -> tuple[str, dict[FieldT, EncodableT]]:
+        """Stream and fields of an event. Alerts are sealed (`shared.envelope`): consumers
+        take their envelope as it is, where an unsealed entry's is only a sender's claim."""
+        key = stream_for(event).key
+        data = event.to_json()
+        fields: dict[FieldT, EncodableT] = {DATA_FIELD: data}
+        if self._seal is not None and key == ALERTS.key:
+            fields[SEAL_FIELD] = self._seal(data)
+        return key, fields
 
     async def publish(self, event: Event) -> str:
         """Append one event to its stream; returns the entry id."""
-        entry_id = await self._redis.xadd(
-            stream_for(event).key,
-            {DATA_FIELD: event.to_json()},
-            maxlen=self._maxlen,
-            approximate=True,
-        )
+        key, fields = self._entry(event)
+        entry_id = await self._redis.xadd(key, fields, maxlen=self._maxlen, approximate=True)
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def publish_many(self, events: Iterable[Event]) -> list[str]:
         """Append several events in one round trip (a pipeline, in order)."""
         pipe = self._redis.pipeline(transaction=False)
         for event in events:
-            pipe.xadd(
-                stream_for(event).key,
-                {DATA_FIELD: event.to_json()},
-                maxlen=self._maxlen,
-                approximate=True,
-            )
+            key, fields = self._entry(event)
+            pipe.xadd(key, fields, maxlen=self._maxlen, approximate=True)
         ids = await pipe.execute()
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 

@@ -40,6 +40,7 @@ from shared.settings import ConsumerSettings
 from shared.streams import StreamSpec
 
 __all__ = [
+    "Admission",
     "BatchHandler",
     "Handler",
     "Retryable",
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
+# What a stream's readers make of a decoded entry before handling it (its fields and id
+# at hand): `shared.envelope.AlertAdmission` on jarvis:alerts.
+Admission = Callable[[Event, dict[bytes, bytes], str], Event]
 
 _HISTORY_TTL_S = 24 * 3600
 
@@ -167,9 +171,11 @@ class StreamConsumer:
         consumer: str,
         handler: Handler | None = None,
         batch_handler: BatchHandler | None = None,
+        admit: Admission | None = None,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
+        self._admit = admit
         self.spec = spec
         self.group = group
         self._redis = redis
@@ -260,6 +266,8 @@ class StreamConsumer:
             if reclaimed and await self._give_up(msg, entry_id, fields):
                 rejected.append(raw_id)
                 continue
+            if self._admit is not None:
+                event = self._admit(event, fields, entry_id)
             events.append(event)
             good_ids.append(entry_id)
 

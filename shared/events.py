@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,6 +21,9 @@ from shared.silences import Matcher, Recurrence
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_LABELS",
+    "MAX_LABEL_NAME",
+    "MAX_LABEL_VALUE",
     "ROLE_TITLES",
     "ActionApproved",
     "ActionCompleted",
@@ -49,8 +53,49 @@ __all__ = [
     "StatusUpdatePosted",
     "derive_fingerprint",
     "parse_event",
+    "scrub",
     "utcnow",
 ]
+
+
+# No event carries a NUL (PostgreSQL cannot store one, and an event one service stored and
+# another could not is a ghost); names carry no control characters at all, free text only
+# tabs and line breaks (an escape sequence or a NUL would forge terminal and log output).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_LABELS = 64
+MAX_LABEL_NAME = 128
+MAX_LABEL_VALUE = 1024
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where in `value` (a field's value, walked through lists and dicts) a NUL is."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_at(key, f"{path} (a key)") or _nul_at(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{index}")
+            if found:
+                return found
+    return None
+
+
+def _no_control(value: str, pattern: re.Pattern[str] = _ANY_CONTROL) -> str:
+    match = pattern.search(value)
+    if match:
+        raise ValueError(f"control character {match.group()!r} is not accepted")
+    return value
+
+
+def scrub(text: str) -> str:
+    """`text` without NUL characters: for text taken from elsewhere (a command's output, a
+    receiver's answer) that a service puts into an event of its own."""
+    return text.replace("\x00", "")
 
 
 def utcnow() -> datetime:
@@ -153,6 +198,14 @@ class Event(BaseModel):
             raise ValueError(f"expected {cls.EVENT_TYPE!r}, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _no_nul(self) -> Event:
+        for name, value in self.__dict__.items():
+            found = _nul_at(value, name)
+            if found:
+                raise ValueError(f"{found}: a NUL character is not accepted")
+        return self
+
     @field_validator("occurred_at")
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
@@ -227,6 +280,38 @@ class AlertRaised(Event):
     ends_at: datetime | None = Field(default=None, description="When it ended, if resolved.")
     data_loss: bool = Field(default=False, description="Data loss is known to have happened.")
     security: bool = Field(default=False, description="A security breach is suspected.")
+    integration: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Who sent it, as the server authenticated it: the name of an ingest token, "
+        "`default` (JARVIS_API_TOKEN), `anonymous` (no token configured), `pagerduty-…` (a "
+        "routing key) or `stream` (written to jarvis:alerts directly); null for the "
+        "detector's own probes. Never taken from the sender.",
+    )
+
+    @field_validator("service", "check", "fingerprint", "external_severity", "group_key")
+    @classmethod
+    def _a_name(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control(value)
+
+    @field_validator("summary", "description")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_control(value, _CONTROL)
+
+    @field_validator("labels")
+    @classmethod
+    def _bounded_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"{len(labels)} labels; at most {MAX_LABELS} are accepted")
+        for name, value in labels.items():
+            if not 0 < len(name) <= MAX_LABEL_NAME:
+                raise ValueError(f"label name {name[:40]!r}: 1 to {MAX_LABEL_NAME} characters")
+            if len(value) > MAX_LABEL_VALUE:
+                raise ValueError(f"label {name!r}: value longer than {MAX_LABEL_VALUE} characters")
+            _no_control(name)
+            _no_control(value, _CONTROL)
+        return labels
 
     @model_validator(mode="after")
     def _fill_fingerprint(self) -> AlertRaised:
@@ -413,6 +498,12 @@ class ActionApproved(Event):
 
     action_id: str = Field(description="The action approved.")
     approver: str = Field(default="operator", max_length=128, description="Who approved.")
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="HMAC-SHA256 of action_id, approver and occurred_at with the approval key "
+        "(recorder API); the remediator runs nothing on an approval without a valid one.",
+    )
 
 
 class ActionRefused(Event):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -25,12 +26,15 @@ from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
+from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
 from shared.bus import EventBus
 from shared.clock import Clock, SystemClock
 from shared.consumer import BatchHandler, Handler, StreamConsumer
+from shared.envelope import AlertAdmission
+from shared.keys import Signer, load_or_create_secret
 from shared.settings import Settings
-from shared.streams import StreamSpec
+from shared.streams import ALERTS, StreamSpec
 
 __all__ = ["Hook", "Runtime", "Service", "build_app", "create_runtime"]
 
@@ -50,8 +54,35 @@ class Runtime:
     clock: Clock
     instance: str
 
+    @functools.cached_property
+    def access(self) -> AccessPolicy:
+        """Who may use the HTTP routes of this process (`shared.access`)."""
+        return AccessPolicy.of(self.settings)
+
+    @functools.cached_property
+    def approval_signer(self) -> Signer:
+        """Signs approvals (recorder) and checks them (remediator)."""
+        key = self.settings.approval_key
+        return Signer(key or load_or_create_secret(self.settings.data_dir / "secrets/approval.key"))
+
+    @functools.cached_property
+    def envelope_signer(self) -> Signer:
+        """Seals the alerts the detector stamped; every consumer of jarvis:alerts checks it."""
+        key = self.settings.envelope_key
+        return Signer(key or load_or_create_secret(self.settings.data_dir / "secrets/envelope.key"))
+
+    @functools.cached_property
+    def alert_admission(self) -> AlertAdmission:
+        """What every reader of jarvis:alerts makes of an entry (`shared.envelope`)."""
+        return AlertAdmission(self.envelope_signer)
+
     def bus(self, producer: str) -> EventBus:
-        return EventBus(self.redis, maxlen=self.settings.consumer.stream_maxlen, producer=producer)
+        return EventBus(
+            self.redis,
+            maxlen=self.settings.consumer.stream_maxlen,
+            producer=producer,
+            seal=self.alert_admission.seal,
+        )
 
     def consume(
         self,
@@ -77,6 +108,7 @@ class Runtime:
             consumer=f"{group}-{self.instance}",
             handler=handler,
             batch_handler=batch_handler,
+            admit=self.alert_admission if spec.key == ALERTS.key else None,
         )
 
 
@@ -182,6 +214,7 @@ def build_app(
             await runtime.redis.aclose()
 
     app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    app.add_middleware(AccessMiddleware, policy=runtime.access)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

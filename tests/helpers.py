@@ -13,11 +13,18 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.clock import Clock
+from shared.envelope import STREAM, owned_event_id
 from shared.events import Event
 from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import Settings
 
-__all__ = ["eventually", "read_stream", "recorded", "running", "settled"]
+__all__ = ["eventually", "read_stream", "recorded", "running", "settled", "stream_id"]
+
+
+def stream_id(event_id: str) -> str:
+    """The id an alert written straight to jarvis:alerts (XADD, unsealed) is handled and
+    stored under: the sender's id is only a key within the `stream` integration."""
+    return owned_event_id(STREAM, event_id)
 
 
 async def read_stream(redis: Redis, key: str) -> list[dict[str, Any]]:
@@ -62,7 +69,7 @@ async def running(
     app = build_app(runtime, [build(runtime) for build in builders])
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             yield client, runtime
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from shared.envelope import own_claim
 from shared.events import AlertRaised, AlertSource
 
 __all__ = ["IngestError", "parse_alerts"]
@@ -20,8 +22,9 @@ class IngestError(ValueError):
         self.errors = errors
 
 
-def parse_alerts(body: bytes, *, source: AlertSource, producer: str) -> list[AlertRaised]:
-    """One alert or a list of them; all valid or IngestError (a batch is accepted whole)."""
+def parse_alerts(body: bytes, *, integration: str, now: datetime) -> list[AlertRaised]:
+    """One alert or a list of them; all valid or IngestError (a batch is accepted whole).
+    Each is a claim of `integration`: the envelope is the server's (`shared.envelope`)."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -38,9 +41,8 @@ def parse_alerts(body: bytes, *, source: AlertSource, producer: str) -> list[Ale
         if not isinstance(item, dict):
             errors.append({"loc": prefix, "msg": "expected a JSON object", "type": "type_error"})
             continue
-        item = {"source": source.value, **item, "producer": item.get("producer") or producer}
         try:
-            alerts.append(AlertRaised.model_validate(item))
+            alerts.append(own_claim(item, integration=integration, source=AlertSource.API, now=now))
         except ValidationError as exc:
             errors.extend(
                 {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}

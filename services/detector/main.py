@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from services.detector import probes_docker as dk
+from services.detector.budget import ServiceBudget
 from services.detector.external import from_grafana_api, from_prometheus_api
 from services.detector.heartbeat import HeartbeatProbe, HeartbeatStore
 from services.detector.probes import Probe, Schedule
@@ -186,7 +187,14 @@ def build(runtime: Runtime) -> Service:
 
     return Service(
         name=NAME,
-        router=build_router(settings, bus, runtime.redis, runtime.clock),
+        router=build_router(
+            settings,
+            bus,
+            runtime.redis,
+            runtime.clock,
+            runtime.access,
+            ServiceBudget(runtime.redis, runtime.settings),
+        ),
         background=[runner.run_forever] if probes else [],
         shutdown=[close],
         health=health,

@@ -6,6 +6,7 @@ dedup_key}` or 400 `{status: "invalid event", message, errors}`).
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class PagerDutyError(ValueError):
 class PagerDutyEvent:
     action: str
     dedup_key: str | None
+    routing_key: str = ""
     summary: str = ""
     source: str = ""
     severity: str = ""
@@ -63,8 +65,11 @@ def parse(body: Any, routing_keys: Sequence[str] = ()) -> PagerDutyEvent:
     routing_key = body.get("routing_key")
     if not isinstance(routing_key, str) or not routing_key.strip():
         errors.append("'routing_key' is missing or blank")
-    elif routing_keys and routing_key not in routing_keys:
+    elif routing_keys and not any(
+        hmac.compare_digest(routing_key.encode(), known.encode()) for known in routing_keys
+    ):
         errors.append("'routing_key' is not a known integration key")
+        routing_key = ""
     action = body.get("event_action")
     if action not in ACTIONS:
         errors.append(f"'event_action' is missing or invalid (must be one of {', '.join(ACTIONS)})")
@@ -75,7 +80,7 @@ def parse(body: Any, routing_keys: Sequence[str] = ()) -> PagerDutyEvent:
     if action != "trigger":
         if errors:
             raise PagerDutyError(errors)
-        return PagerDutyEvent(action=str(action), dedup_key=dedup_key)
+        return PagerDutyEvent(str(action), dedup_key, routing_key=str(routing_key))
     if not isinstance(payload, dict):
         errors.append("'payload' is missing or not an object")
         raise PagerDutyError(errors)
@@ -111,6 +116,7 @@ def parse(body: Any, routing_keys: Sequence[str] = ()) -> PagerDutyEvent:
     return PagerDutyEvent(
         action="trigger",
         dedup_key=dedup_key,
+        routing_key=str(routing_key),
         summary=summary,
         source=source,
         severity=str(severity),

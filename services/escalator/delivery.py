@@ -24,7 +24,7 @@ from services.escalator.routing import route_channels
 from services.escalator.store import EscalatorStore
 from shared.bus import EventBus, as_text
 from shared.clock import Clock
-from shared.events import EscalationDue, Event, NotificationSent
+from shared.events import EscalationDue, Event, NotificationSent, scrub
 from shared.settings import RetrySettings, RoutesSettings
 
 __all__ = ["Dispatcher", "InFlightElsewhere"]
@@ -222,12 +222,12 @@ class Dispatcher:
             step=notification.step,
             delivered=result.delivered,
             attempts=result.attempts,
-            detail=result.detail,
+            detail=scrub(result.detail),  # a receiver's answer: no NUL into an event
         )
         await self._redis.set(key, sent.to_json(), ex=_DONE_TTL_S)
         await self._bus.publish(sent)
         if not result.delivered:
-            log.warning("%s notification %s failed: %s", channel, key, result.detail)
+            log.warning("%s notification %s failed: %r", channel, key, result.detail)
 
 
 def _paged_key(incident_id: str) -> str:

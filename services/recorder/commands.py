@@ -29,9 +29,9 @@ from services.recorder.schemas import (
 )
 from services.recorder.security import limited_body_route
 from services.recorder.store import TimelineStore
+from shared.approvals import sign_approval
 from shared.bus import EventBus
 from shared.events import (
-    ActionApproved,
     ActionRefused,
     Event,
     IncidentAcknowledged,
@@ -39,6 +39,7 @@ from shared.events import (
     NoteAdded,
     RoleAssigned,
 )
+from shared.keys import Signer
 from shared.streams import stream_for
 
 __all__ = ["Commands", "make_command_router"]
@@ -46,12 +47,14 @@ __all__ = ["Commands", "make_command_router"]
 _NS = uuid.UUID("5d0e7a52-2f0b-4c8e-8a71-3f1c9b6d4e10")
 _ERRORS = {
     401: {"description": "Missing or wrong bearer token."},
+    403: {"description": "Sent by a browser from another site."},
     404: {"description": "No such incident or action."},
     409: {
         "description": "The incident is resolved already, or the action named is not the "
         "one waiting, or it was answered already."
     },
     413: {"description": "Body too large."},
+    415: {"description": "The body is not application/json."},
 }
 ActionId = Path(min_length=1, max_length=64, description="The action's id.")
 IdempotencyKey = Header(default=None, max_length=128, description="Same key, same event.")
@@ -72,11 +75,13 @@ class Commands:
         store: TimelineStore,
         reader: Reader,
         bus: EventBus,
+        signer: Signer,
         on_recorded: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.reader = reader
         self.bus = bus
+        self.signer = signer
         self.on_recorded = on_recorded
 
     async def publish(self, event: Event) -> Accepted:
@@ -127,9 +132,11 @@ class Commands:
     async def approve(
         self, action_id: str, approver: str, key: str | None, action: str | None = None
     ) -> Accepted:
+        """A signed ActionApproved (`shared.approvals`): the remediator acts on no other."""
         envelope = await self._waiting_action(action_id, action)
         return await self.publish(
-            ActionApproved(
+            sign_approval(
+                self.signer,
                 event_id=event_id("approve", action_id, key),
                 action_id=action_id,
                 approver=approver,
@@ -235,15 +242,16 @@ def make_command_router(
 
     @router.post("/actions/{action_id}/approve", status_code=202, response_model=Accepted)
     async def approve(
+        body: ApproveIn,
         action_id: str = ActionId,
-        body: ApproveIn | None = Body(default=None),  # noqa: B008
         idempotency_key: str | None = IdempotencyKey,
     ) -> Accepted:
-        """Approve an action waiting for approval (publishes ActionApproved; the remediator
-        runs it). Name the action (`action`) to be sure you approve what you think."""
-        body = body or ApproveIn()
-        by = body.by or "operator"
-        return await commands.approve(action_id, by, idempotency_key, body.action)
+        """Approve an action waiting for approval, naming who approves (`by`) and the action
+        (`action`, 409 when another one waits). Publishes an ActionApproved signed with the
+        approval key; the remediator runs the action."""
+        return await commands.approve(
+            action_id, body.by or "operator", idempotency_key, body.action
+        )
 
     @router.post("/actions/{action_id}/refuse", status_code=202, response_model=Accepted)
     async def refuse(
@@ -253,8 +261,6 @@ def make_command_router(
     ) -> Accepted:
         """Refuse an action waiting for approval (publishes ActionRefused; the remediator
         answers it `rejected`, naming who refused and why, and it never runs)."""
-        return await commands.refuse(
-            action_id, body.by, body.reason, idempotency_key, body.action
-        )
+        return await commands.refuse(action_id, body.by, body.reason, idempotency_key, body.action)
 
     return router

@@ -22,7 +22,6 @@ from services.recorder.live import Notifier, make_live_router
 from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
 from services.recorder.schemas import NextEscalation
-from services.recorder.security import bearer_guard, check_exposure
 from services.recorder.silences import make_silence_router
 from services.recorder.slack import make_slack_router
 from services.recorder.status_api import (
@@ -31,6 +30,7 @@ from services.recorder.status_api import (
     make_status_write_router,
 )
 from services.recorder.store import Outcome, TimelineStore
+from shared.access import check_exposure, operator_guard
 from shared.consumer import Retryable
 from shared.events import Event
 from shared.overrides import OverrideStore
@@ -117,9 +117,14 @@ def build(runtime: Runtime) -> Service:
     router.include_router(make_read_router(reader, config.page_size, next_escalations, drafter))
     router.include_router(make_approvals_router(reader, settings.remediator.approval_timeout_s))
     commands = Commands(
-        store=store, reader=reader, bus=runtime.bus(GROUP), on_recorded=notifier.notify
+        store=store,
+        reader=reader,
+        bus=runtime.bus(GROUP),
+        signer=runtime.approval_signer,
+        on_recorded=notifier.notify,
     )
-    guard = bearer_guard(settings.api_token)
+    # Operators' writes: their token and JSON bodies (shared/access.py).
+    guard = operator_guard(runtime.access)
     router.include_router(
         make_command_router(commands=commands, guard=guard, max_body_bytes=config.max_body_bytes)
     )

@@ -258,22 +258,21 @@ class RoleIn(_Body):
     person: str = Field(min_length=1, max_length=128, pattern=_PRINTABLE, description="Who.")
 
 
-_ACTION = Field(
-    default=None,
-    min_length=1,
-    max_length=64,
-    description="The action's name (e.g. docker.system_prune): refused with 409 when the "
-    "action waiting is another one.",
-)
-
-
 class ApproveIn(_Body):
-    by: str | None = _person_opt("Who approves.")
+    by: str | None = _person_opt("Who approves (required: `by`, or the older `approver`).")
     approver: str | None = _person_opt("Deprecated: the older name of `by`.")
-    action: str | None = _ACTION
+    action: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The action's name (e.g. docker.system_prune), required: refused with 409 "
+        "when the action waiting is another one.",
+    )
 
     @model_validator(mode="after")
     def _approver(self) -> ApproveIn:
+        # An approval says who approves: one from nobody is refused (issue 18).
+        if self.by is None and self.approver is None:
+            raise ValueError("by: who approves is required")
         object.__setattr__(self, "by", _one_name(self, "by", "approver"))
         return self
 

@@ -32,6 +32,7 @@ from services.remediator.guardrails import (
 from services.remediator.ports import ActionFailed
 from services.remediator.state import RemediatorState
 from shared.actions import ActionName
+from shared.approvals import approval_problem
 from shared.bus import EventBus
 from shared.clock import Clock
 from shared.events import (
@@ -43,7 +44,10 @@ from shared.events import (
     AlertRaised,
     AlertStatus,
     Event,
+    NoteAdded,
+    scrub,
 )
+from shared.keys import Signer
 from shared.settings import Settings
 from shared.silence_store import SilenceWatch
 from shared.silences import alert_labels, canonical_service
@@ -76,7 +80,9 @@ class Remediator:
         bus: EventBus,
         clock: Clock,
         silences: SilenceWatch,
+        approvals: Signer,
     ) -> None:
+        self._approvals = approvals
         self._settings = settings
         self._s = settings.remediator
         self._state = state
@@ -235,6 +241,11 @@ class Remediator:
             return
         if not isinstance(event, ActionApproved):
             return
+        window = timedelta(seconds=self._s.approval_timeout_s)
+        problem = approval_problem(self._approvals, event, self._clock.now(), window)
+        if problem is not None:
+            await self._refuse_approval(event, problem)
+            return
         started = time.perf_counter()
         stored = await self._state.request(event.action_id)
         budget = self._run_budget(stored) if stored else timedelta(seconds=60)
@@ -254,7 +265,7 @@ class Remediator:
         grace = timedelta(seconds=_INTERRUPTED_GRACE_S)
         request = await self._state.take_approved(event.action_id, self._clock.now() + grace)
         if request is None:
-            log.info("refusal of %s ignored: it is not waiting for approval", event.action_id)
+            log.info("refusal of %r ignored: it is not waiting for approval", event.action_id)
             return
         why = f": {event.reason}" if event.reason else ""
         await self._finish(
@@ -262,6 +273,29 @@ class Remediator:
                 request, ActionOutcome.REJECTED, f"refused by {event.by}{why}; not run", started
             )
         )
+
+    async def _refuse_approval(self, approval: ActionApproved, problem: str) -> None:
+        """Run nothing, and say so on the incident's timeline: whoever wrote this approval
+        to the stream did not go through the recorder API."""
+        stored = await self._state.request(approval.action_id)
+        incident_id = stored.incident_id if stored else None
+        text = (
+            f"approval of action {approval.action_id!r} (by {approval.approver!r}) refused: "
+            f"{problem}; nothing was run"
+        )
+        log.warning("remediator: %s", text)
+        await self._bus.publish(
+            NoteAdded(
+                event_id=completion_id(approval.event_id, ":approval-refused"),
+                producer=GROUP,
+                incident_id=incident_id,
+                correlation_id=incident_id,
+                causation_id=approval.event_id,
+                author=GROUP,
+                text=text,
+            )
+        )
+        ACTIONS.labels(stored.action if stored else "unknown", "approval_refused").inc()
 
     # -- AlertRaised: was a fix ineffective? ------------------------------------------
     async def on_alert(self, event: Event) -> None:
@@ -362,7 +396,7 @@ class Remediator:
             outcome=outcome,
             dry_run=dry_run,
             duration_ms=max(time.perf_counter() - started, 0.0) * 1000,
-            detail=detail[:8000],
+            detail=scrub(detail)[:8000],
             artifacts=artifacts or [],
             playbook=request.playbook,
             step=request.step,

@@ -52,6 +52,7 @@ def build(runtime: Runtime, ports: Ports | None = None) -> Service:
         bus=runtime.bus(GROUP),
         clock=runtime.clock,
         silences=SilenceWatch(runtime.redis),
+        approvals=runtime.approval_signer,
     )
     state = RemediatorState(runtime.redis, settings.consumer.stream_maxlen)
 

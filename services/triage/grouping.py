@@ -20,6 +20,7 @@ from services.triage.incident import AlertSlot, Incident, Status
 from services.triage.rules import most_severe, one_level_up
 from shared.events import AlertRaised, Severity
 from shared.settings import TriageSettings
+from shared.settings.triage import canonical_service
 
 __all__ = [
     "AlertSlot",
@@ -50,8 +51,7 @@ class GroupingPolicy:
         aliases = {k.lower(): v.lower() for k, v in settings.service_aliases.items()}
 
         def canon(name: str) -> str:
-            name = name.strip().lower().removeprefix("sutazai-")
-            return aliases.get(name, name)
+            return canonical_service(name, aliases)
 
         direct = {canon(s): {canon(d) for d in deps} for s, deps in settings.dependencies.items()}
         closure: dict[str, frozenset[str]] = {}
@@ -79,8 +79,7 @@ class GroupingPolicy:
 
     def canonical(self, service: str) -> str:
         """`sutazai-postgres`, `PostgreSQL` and `postgres` are one service."""
-        name = service.strip().lower().removeprefix("sutazai-")
-        return self.aliases.get(name, name)
+        return canonical_service(service, self.aliases)
 
     def related(self, service: str) -> tuple[str, ...]:
         """`service` and every service it depends on or that depends on it: the services

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.settings.detector import (
@@ -172,7 +172,42 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(
         default=10379, ge=0, le=65535, description="Port of the embedded Redis (0: any free)."
     )
-    api_token: str | None = Field(default=None, description="Bearer token for write endpoints.")
+    api_token: str | None = Field(
+        default=None,
+        description="Operator's bearer token: every write (ingest included) wants it; reads too "
+        "when the server listens beyond loopback.",
+    )
+    http_tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): the HTTP server serves HTTPS."
+    )
+    http_tls_keyfile: Path | None = Field(
+        default=None, description="PEM private key of http_tls_certfile."
+    )
+    http_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the HTTP server answers to (DNS rebinding); IP addresses always; "
+        "empty: localhost and the bind host; '*': any.",
+    )
+    http_protect_reads: bool | None = Field(
+        default=None,
+        description="Reads need the token too; unset: when a token is set and the server "
+        "listens beyond loopback.",
+    )
+    http_open_paths: list[str] = Field(
+        default_factory=list,
+        description="Paths readable without a token when reads are protected, e.g. "
+        '["/health", "/metrics"] for probes and Prometheus.',
+    )
+    approval_key: str | None = Field(
+        default=None,
+        description="Key the recorder signs approvals with and the remediator checks; unset: "
+        "generated under the data directory.",
+    )
+    envelope_key: str | None = Field(
+        default=None,
+        description="Key the detector seals the alerts it stamped with (triage, recorder and "
+        "remediator check it); unset: generated under the data directory.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     backend_url: str = Field(default="http://127.0.0.1:10010", description="Jarvis backend.")
@@ -186,6 +221,24 @@ class Settings(BaseSettings):
     remediator: RemediatorSettings = Field(default_factory=RemediatorSettings)
     escalator: EscalatorSettings = Field(default_factory=EscalatorSettings)
     recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if (self.http_tls_certfile is None) != (self.http_tls_keyfile is None):
+            raise ValueError("http_tls_certfile and http_tls_keyfile: set both or neither")
+        for name in ("http_tls_certfile", "http_tls_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        if self.detector.ingest_tokens and not self.api_token:
+            raise ValueError(
+                "detector.ingest_tokens: JARVIS_API_TOKEN must be set too (it protects the "
+                "operator commands the integration tokens do not open)"
+            )
+        for path in self.http_open_paths:
+            if not path.startswith("/"):
+                raise ValueError(f"http_open_paths: {path!r} is not a path (starts with /)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,8 @@ from pydantic import (
 )
 
 __all__ = [
+    "INTEGRATION_NAME",
+    "RESERVED_INTEGRATIONS",
     "AlertPollSettings",
     "ContainerTarget",
     "DetectorSettings",
@@ -27,6 +29,12 @@ __all__ = [
     "ProbeSchedule",
     "RedisProbeSettings",
 ]
+
+
+# An integration's name prefixes its fingerprints: no colon, so the prefix is unambiguous.
+INTEGRATION_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# Names the server gives itself: the operator's token, XADD writers, no token configured.
+RESERVED_INTEGRATIONS = frozenset({"default", "stream", "anonymous"})
 
 
 class ProbeSchedule(BaseModel):
@@ -219,13 +227,50 @@ class DetectorSettings(BaseModel):
     heartbeats: list[HeartbeatSettings] = Field(
         default_factory=list, description="Dead man's switches: senders that must call in."
     )
+    ingest_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named bearer tokens of integrations (name → token): the alerts a token "
+        "sends carry its name, and only it can resolve them.",
+    )
     pagerduty_routing_keys: list[str] = Field(
-        default_factory=list, description="Accepted PagerDuty routing keys; empty: any."
+        default_factory=list,
+        description="Accepted PagerDuty routing keys; empty: any while no token is set, "
+        "none (PagerDuty refused) once JARVIS_API_TOKEN is set.",
+    )
+    known_services: list[str] = Field(
+        default_factory=list,
+        description="Services besides the stack's (triage.containers, dependencies, probes) "
+        "that alerts may name without counting against max_unknown_services.",
+    )
+    max_unknown_services: int = Field(
+        default=100,
+        ge=0,
+        description="Distinct unknown services accepted per unknown_services_window_s; "
+        "alerts naming more get 429.",
+    )
+    unknown_services_window_s: float = Field(
+        default=86400.0, gt=0, description="Window of max_unknown_services."
     )
     service_labels: list[str] = Field(
         default_factory=lambda: ["service", "job", "container", "instance"],
         description="Labels of external alerts that name the service, first found wins.",
     )
+
+    @field_validator("ingest_tokens")
+    @classmethod
+    def _integration_names(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for name, token in tokens.items():
+            reserved = name in RESERVED_INTEGRATIONS or name.startswith("pagerduty-")
+            if not INTEGRATION_NAME.fullmatch(name) or reserved:
+                raise ValueError(
+                    f"{name!r}: a name is 1-64 of a-z 0-9 _ . - (not "
+                    f"{', '.join(sorted(RESERVED_INTEGRATIONS))} nor pagerduty-*)"
+                )
+            if len(token) < 16:
+                raise ValueError(f"{name}: a token has at least 16 characters")
+        if len(set(tokens.values())) != len(tokens):
+            raise ValueError("two integrations share one token")
+        return tokens
 
     @model_validator(mode="after")
     def _unique_names(self) -> DetectorSettings:

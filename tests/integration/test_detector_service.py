@@ -155,11 +155,11 @@ async def test_heartbeat_silence_fires_and_the_next_call_resolves(
         answer = await client.post("/api/v1/heartbeats/nightly-backup")
         assert answer.status_code == 200
         assert answer.json()["name"] == "nightly-backup"
-        unknown = await client.get("/api/v1/heartbeats/someone-else")
+        unknown = await client.post("/api/v1/heartbeats/someone-else")
         assert unknown.status_code == 404
         assert unknown.json()["detail"][0]["loc"] == ["path", "name"]
         [firing] = await eventually(lambda: _alerts(redis, check="heartbeat"), timeout=5)
-        assert (await client.get("/api/v1/heartbeats/nightly-backup")).status_code == 200
+        assert (await client.post("/api/v1/heartbeats/nightly-backup")).status_code == 200
         await eventually(lambda: _alerts(redis, check="heartbeat", status="resolved"))
     assert firing["service"] == "backup"
     assert firing["status"] == "firing"

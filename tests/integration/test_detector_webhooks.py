@@ -13,12 +13,15 @@ from redis.asyncio import Redis
 
 from services.detector.main import build as build_detector
 from services.triage.main import build as build_triage
+from shared.envelope import pagerduty_integration
 from shared.settings import Settings
 from tests.helpers import eventually, read_stream, running
 
 pytestmark = pytest.mark.integration
 
 PD_KEY = "R0UTINGKEY0000000000000000000001"
+PD_INTEGRATION = pagerduty_integration(PD_KEY)
+JSON = {"content-type": "application/json"}
 
 
 async def _alerts(redis: Redis) -> list[dict[str, Any]]:
@@ -84,9 +87,9 @@ async def test_bodies_over_the_limit_are_refused(
     big = json.dumps({"service": "backend", "description": "x" * 4000})
     async with running(settings, [build_detector]) as (client, _):
         for path in ("/api/v1/alerts", "/webhooks/alertmanager", "/webhooks/grafana"):
-            answer = await client.post(path, content=big)
+            answer = await client.post(path, content=big, headers=JSON)
             assert answer.status_code == 413, path
-        pd = await client.post("/webhooks/pagerduty", content=big)
+        pd = await client.post("/webhooks/pagerduty", content=big, headers=JSON)
         assert pd.status_code == 413
         assert pd.json()["status"] == "invalid event"
 
@@ -94,7 +97,7 @@ async def test_bodies_over_the_limit_are_refused(
             for _ in range(5):
                 yield b"x" * 1000
 
-        streamed = await client.post("/api/v1/alerts", content=chunks())
+        streamed = await client.post("/api/v1/alerts", content=chunks(), headers=JSON)
         assert streamed.status_code == 413
     assert await _alerts(redis) == []
 
@@ -127,14 +130,16 @@ async def test_alertmanager_firing_then_resolved_group(
         metrics = (await client.get("/metrics")).text
         assert 'jarvis_detector_truncated_alerts_total{source="alertmanager"}' in metrics
     stored = await _alerts(redis)
+    # The sender's fingerprints, within the namespace of who sent them (no token: anonymous).
     assert [(a["fingerprint"], a["status"]) for a in stored] == [
-        ("am:aaaa000000000001", "firing"),
-        ("am:aaaa000000000002", "firing"),
-        ("am:aaaa000000000001", "resolved"),
-        ("am:aaaa000000000002", "resolved"),
+        ("ext:anonymous:am:aaaa000000000001", "firing"),
+        ("ext:anonymous:am:aaaa000000000002", "firing"),
+        ("ext:anonymous:am:aaaa000000000001", "resolved"),
+        ("ext:anonymous:am:aaaa000000000002", "resolved"),
     ]
     first = stored[0]
     assert first["source"] == "alertmanager"
+    assert first["integration"] == "anonymous"
     assert first["service"] == "postgres"
     assert first["external_severity"] == "critical"
     assert first["group_key"] == '{}/{severity="critical"}:{alertname="PostgresDown"}'
@@ -149,7 +154,7 @@ async def test_alertmanager_bad_alert_refuses_the_whole_body(
     del body["alerts"][1]["status"]
     async with running(make_settings(), [build_detector]) as (client, _):
         answer = await client.post("/webhooks/alertmanager", json=body)
-        not_json = await client.post("/webhooks/alertmanager", content=b"{oops")
+        not_json = await client.post("/webhooks/alertmanager", content=b"{oops", headers=JSON)
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "alerts", 1, "status"]
     assert not_json.status_code == 422
@@ -199,8 +204,8 @@ async def test_grafana_alerting_then_ok(
         assert bad.json()["detail"][0]["loc"] == ["body", "alerts"]
     stored = await _alerts(redis)
     assert [(a["fingerprint"], a["status"]) for a in stored] == [
-        ("grafana:feedbeef00000001", "firing"),
-        ("grafana:feedbeef00000001", "resolved"),
+        ("ext:anonymous:grafana:feedbeef00000001", "firing"),
+        ("ext:anonymous:grafana:feedbeef00000001", "resolved"),
     ]
     assert stored[0]["source"] == "grafana"
     assert stored[0]["external_severity"] == "alerting"
@@ -257,7 +262,12 @@ async def test_pagerduty_trigger_ack_resolve_through_triage(
         ("firing", "backend", "health"),
         ("resolved", "backend", "health"),
     ]
-    assert stored[0]["fingerprint"] == stored[1]["fingerprint"] == "pagerduty:backend-down-1"
+    assert (
+        stored[0]["fingerprint"]
+        == stored[1]["fingerprint"]
+        == f"ext:{PD_INTEGRATION}:pagerduty:backend-down-1"
+    )
+    assert stored[0]["integration"] == PD_INTEGRATION
     assert stored[0]["external_severity"] == "critical"
 
 
@@ -275,7 +285,7 @@ async def test_pagerduty_unknown_keys_are_answered_and_open_nothing(
     assert resolve.json()["dedup_key"] == "never-triggered"
     key = generated.json()["dedup_key"]
     assert len(key) == 32
-    assert [s["fingerprint"] for s in severity] == [f"pagerduty:{key}"]
+    assert [s["fingerprint"] for s in severity] == [f"ext:{PD_INTEGRATION}:pagerduty:{key}"]
     assert await read_stream(redis, "jarvis:incidents") == []
     stored = await _alerts(redis)
     assert [(a["status"], a["service"]) for a in stored] == [
@@ -291,7 +301,8 @@ async def test_pagerduty_invalid_events_answer_like_pagerduty(
     async with running(settings, [build_detector]) as (client, _):
         bad = await _post_pd(client, _pd("trigger", "k", severity="disaster", summary=""))
         wrong_key = await _post_pd(client, {**_pd("trigger", "k"), "routing_key": "nope"})
-        not_json = await client.post("/webhooks/pagerduty", content=b"not json")
+        not_json = await client.post("/webhooks/pagerduty", content=b"not json", headers=JSON)
+        plain = await client.post("/webhooks/pagerduty", content=b"{}")
     assert bad.status_code == 400
     assert bad.json()["status"] == "invalid event"
     assert bad.json()["message"] == "Event object is invalid"
@@ -301,4 +312,6 @@ async def test_pagerduty_invalid_events_answer_like_pagerduty(
     assert "routing_key" in wrong_key.json()["errors"][0]
     assert not_json.status_code == 400
     assert "invalid JSON" in not_json.json()["errors"][0]
+    assert plain.status_code == 415
+    assert plain.json()["status"] == "invalid event"
     assert await _alerts(redis) == []

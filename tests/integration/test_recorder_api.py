@@ -100,7 +100,11 @@ async def test_operator_commands_publish_events_and_show_on_the_timeline(
                 "RoleAssigned",
             ),
             (f"/api/v1/incidents/{incident}/notes", {"text": "pool full"}, "NoteAdded"),
-            (f"/api/v1/actions/{request.action_id}/approve", None, "ActionApproved"),
+            (
+                f"/api/v1/actions/{request.action_id}/approve",
+                {"by": "alice", "action": "docker.volume_prune"},
+                "ActionApproved",
+            ),
             (
                 f"/api/v1/incidents/{incident}/resolve",
                 {"note": "restarted postgres"},
@@ -121,6 +125,8 @@ async def test_operator_commands_publish_events_and_show_on_the_timeline(
         assert approval["action_id"] == request.action_id
         assert approval["causation_id"] == request.event_id
         assert approval["incident_id"] == incident
+        assert approval["approver"] == "alice"
+        assert approval["signature"]  # signed: the remediator acts on nothing else
 
         detail = (await client.get(f"/api/v1/incidents/{incident}")).json()
         assert detail["status"] == "resolved"
@@ -137,7 +143,9 @@ async def test_operator_commands_publish_events_and_show_on_the_timeline(
                 body = {"role": "technical_lead", "person": "bob"}
             missing = await client.post(f"/api/v1/incidents/{new_id()}/{path}", json=body)
             assert missing.status_code == 404, path
-        unknown = await client.post(f"/api/v1/actions/{new_id()}/approve")
+        unknown = await client.post(
+            f"/api/v1/actions/{new_id()}/approve", json={"by": "bob", "action": "redis.flushdb"}
+        )
         assert unknown.status_code == 404
         assert "action_id" in unknown.json()["detail"]
 
@@ -215,4 +223,7 @@ async def test_the_recorder_refuses_a_public_address_without_a_token(
         client,
         _,
     ):
-        assert (await client.get("/health")).status_code == 200
+        # Listening beyond loopback, reads want the token too.
+        assert (await client.get("/health")).status_code == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert (await client.get("/health", headers=bearer)).status_code == 200

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from services.remediator.main import build
 from services.remediator.state import RemediatorState
+from shared.approvals import sign_approval
 from shared.bus import EventBus
 from shared.clock import ManualClock
 from shared.events import (
@@ -26,6 +27,7 @@ from shared.events import (
     Event,
     utcnow,
 )
+from shared.keys import Signer
 from shared.settings import Settings
 from shared.silence_store import SilenceStore
 from shared.silences import Matcher, SilenceSpec
@@ -42,6 +44,12 @@ from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.integration
 
 TARGET_DB = 9
+APPROVAL_KEY = "approval-key-of-the-remediator-tests"
+
+
+def _approval(action_id: str, by: str) -> ActionApproved:
+    """An approval as the recorder API makes it: signed with the approval key."""
+    return sign_approval(Signer(APPROVAL_KEY), action_id=action_id, approver=by)
 
 
 def _request(action: str, target: str = "", **fields: Any) -> ActionRequested:
@@ -153,7 +161,8 @@ async def test_dangerous_action_runs_only_after_approval(
     redis: Redis, redis_url: str, make_settings: Callable[..., Settings]
 ) -> None:
     target, section = await _flushdb_setup(redis_url)
-    async with _remediator(_enabled(make_settings, **section)) as bus:
+    settings = _enabled(make_settings, **section).model_copy(update={"approval_key": APPROVAL_KEY})
+    async with _remediator(settings) as bus:
         request = _request("redis.flushdb", "jarvis-redis")
         await bus.publish(request)
 
@@ -167,14 +176,14 @@ async def test_dangerous_action_runs_only_after_approval(
         await eventually(lambda: _count_is(redis, request.action_id, 2))
         assert await target.get("cache:x") == b"1"
 
-        await bus.publish(ActionApproved(action_id=request.action_id, approver="alice"))
+        await bus.publish(_approval(request.action_id, "alice"))
         answer = await _final(redis, request.action_id)
         assert answer["outcome"] == "succeeded"
         assert answer["detail"].startswith("approved by alice: FLUSHDB on jarvis-redis: 1 keys")
         assert await target.dbsize() == 0
 
         await target.set("cache:y", "1")
-        await bus.publish(ActionApproved(action_id=request.action_id, approver="bob"))
+        await bus.publish(_approval(request.action_id, "bob"))
         await bus.publish(request)
         await eventually(lambda: _count_is(redis, request.action_id, 4))
     answers = await _answers(redis, request.action_id)

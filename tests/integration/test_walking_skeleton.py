@@ -34,7 +34,7 @@ from shared.streams import (
     INCIDENTS,
     SEVERITY,
 )
-from tests.helpers import eventually, read_stream, running, settled
+from tests.helpers import eventually, read_stream, running, settled, stream_id
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +66,11 @@ async def test_detector_names_the_bad_field_and_publishes_nothing(
         resp = await client.post(
             "/api/v1/alerts", json=[{"service": "backend"}, {"service": "x", "impact": "huge"}]
         )
-        too_big = await client.post("/api/v1/alerts", content=b"[" + b" " * 2_000_000 + b"]")
-        not_json = await client.post("/api/v1/alerts", content=b"{oops")
+        json_type = {"content-type": "application/json"}
+        too_big = await client.post(
+            "/api/v1/alerts", content=b"[" + b" " * 2_000_000 + b"]", headers=json_type
+        )
+        not_json = await client.post("/api/v1/alerts", content=b"{oops", headers=json_type)
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"] == ["body", 1, "impact"]
     assert too_big.status_code == 413
@@ -88,16 +91,18 @@ async def test_triage_opens_one_incident_per_fingerprint(
         await eventually(lambda: _pending_is_zero(redis))
     opened, raised = (SeverityAssigned.model_validate(e) for e in severities)
     assert opened.severity == "P1"
-    assert opened.causation_id == first.event_id
+    assert opened.causation_id == stream_id(first.event_id)
     assert opened.response_due_at - opened.opened_at == timedelta(hours=1)
     assert raised.severity == "P0"
     assert raised.previous_severity == "P1"
     assert raised.incident_id == opened.incident_id
-    assert raised.causation_id == worse.event_id
+    assert raised.causation_id == stream_id(worse.event_id)
     # The repeat changed nothing: no new incident, no event (the recorder counts repeats).
     assert await redis.xlen(SEVERITY.key) == 2
     assert not [
-        e for e in await read_stream(redis, INCIDENTS.key) if e["causation_id"] == again.event_id
+        e
+        for e in await read_stream(redis, INCIDENTS.key)
+        if e["causation_id"] == stream_id(again.event_id)
     ]
 
 
@@ -173,7 +178,7 @@ async def test_recorder_builds_the_timeline(
     assert found["severity"] == "P0"
     assert found["status"] == "open"
     assert [e["event_type"] for e in timeline[:2]] == ["AlertRaised", "SeverityAssigned"]
-    assert timeline[1]["causation_id"] == alert.event_id
+    assert timeline[1]["causation_id"] == stream_id(alert.event_id)
     assert missing.status_code == 404
 
 

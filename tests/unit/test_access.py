@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.recorder.security import check_exposure, is_loopback
+from shared.access import check_exposure, is_loopback
 from shared.settings import ConfigError, Settings
 
 pytestmark = pytest.mark.unit
