@@ -68,7 +68,9 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
             return 2
         embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
         redis_url = embedded.start()
-        log.info("embedded redis-server on %s (data in %s)", redis_url, embedded.data_dir)
+        log.info(
+            "embedded redis-server on 127.0.0.1:%d (data in %s)", embedded.port, embedded.data_dir
+        )
     try:
         runtime = create_runtime(settings, redis_url)
         services = [SERVICES[name](runtime) for name in names]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DANGEROUS_ACTIONS", "ActionName"]
+__all__ = ["APPROVAL_BY_DEFAULT", "DANGEROUS_ACTIONS", "ActionName"]
 
 
 class ActionName(StrEnum):
@@ -43,3 +43,13 @@ class ActionName(StrEnum):
 DANGEROUS_ACTIONS: frozenset[ActionName] = frozenset(
     {ActionName.DOCKER_SYSTEM_PRUNE, ActionName.DOCKER_VOLUME_PRUNE, ActionName.REDIS_FLUSHDB}
 )
+
+# What needs an operator's approval unless `remediator.approval_required` says otherwise:
+# everything that stops or deletes beyond a single restart, and resource limits (a memory
+# limit is a way to stop a container). The destructive commands always need it.
+APPROVAL_BY_DEFAULT: frozenset[ActionName] = DANGEROUS_ACTIONS | {
+    ActionName.DOCKER_STOP,
+    ActionName.DOCKER_RECREATE,
+    ActionName.DOCKER_UPDATE_LIMITS,
+    ActionName.RECOVERY_ORDERED_RESTART,
+}

@@ -103,6 +103,7 @@ class LocalCluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     redis: EmbeddedRedis | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    external_redis_url: str | None = None  # a Redis started elsewhere (no embedded one)
 
     def start_redis(self) -> str:
         self.redis = EmbeddedRedis(self.workdir, port=self.redis.port if self.redis else 0)
@@ -110,6 +111,8 @@ class LocalCluster:
 
     @property
     def redis_url(self) -> str:
+        if self.external_redis_url:
+            return self.external_redis_url
         assert self.redis
         return self.redis.url
 
@@ -150,7 +153,8 @@ class LocalCluster:
 
     def __enter__(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.start_redis()
+        if not self.external_redis_url:
+            self.start_redis()
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -105,8 +105,14 @@ class Verdict:
     targets: tuple[str, ...] = ()
 
 
-def is_dangerous(request: ActionRequested) -> bool:
-    return request.dangerous or request.action in {a.value for a in DANGEROUS_ACTIONS}
+def is_dangerous(request: ActionRequested, s: RemediatorSettings) -> bool:
+    """Needs an operator's approval: the request says so, the action is one of the runbook's
+    destructive commands, or the configuration lists it (`approval_required`)."""
+    return (
+        request.dangerous
+        or request.action in {a.value for a in DANGEROUS_ACTIONS}
+        or request.action in s.approval_required
+    )
 
 
 def targets_of(
@@ -164,7 +170,7 @@ def decide(
     targets = targets_of(action, request, params, s)
     # Actions that change something only touch allowlisted targets; reading evidence
     # (diagnostics, stats, logs) is harmless on any container with a valid name.
-    for target in targets if action in LIMITED_ACTIONS or is_dangerous(request) else ():
+    for target in targets if action in LIMITED_ACTIONS or is_dangerous(request, s) else ():
         if not _allowed(target, s.allowed_targets):
             return Verdict(VerdictKind.REJECT, f"target: {target} is not on the allowlist")
     if action in _POSTGRES and targets[0] not in s.postgres_targets:
@@ -177,7 +183,7 @@ def decide(
         switch = "remediation is not enabled" if not s.enabled else f"{action.value} is not enabled"
         what = f"{action.value} on {', '.join(targets) or 'the stack'}"
         return _with(found, VerdictKind.DRY_RUN, f"dry-run ({switch}): would run {what}")
-    if is_dangerous(request) and not approved:
+    if is_dangerous(request, s) and not approved:
         return _with(
             found,
             VerdictKind.AWAIT_APPROVAL,

@@ -11,7 +11,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.actions import ActionName
+from shared.actions import APPROVAL_BY_DEFAULT, ActionName
 
 __all__ = [
     "RemediatorAttemptLimit",
@@ -93,6 +93,12 @@ class RemediatorSettings(BaseModel):
     block_s: float = Field(
         default=1800.0, gt=0, description="How long automatic action stays stopped on a target."
     )
+    approval_required: list[str] = Field(
+        default_factory=lambda: sorted(a.value for a in APPROVAL_BY_DEFAULT),
+        description="Actions that run only after an operator's approval (the runbook's "
+        "destructive commands always do): by default everything that stops or deletes "
+        "beyond a single restart, and resource limits.",
+    )
     approval_timeout_s: float = Field(
         default=900.0, gt=0, description="How long a dangerous action waits for approval."
     )
@@ -147,7 +153,7 @@ class RemediatorSettings(BaseModel):
         default=None, description="Folder of pg_dump (DSN mode); unset: PATH, then Debian's."
     )
 
-    @field_validator("enabled_actions", "allowed_actions")
+    @field_validator("enabled_actions", "allowed_actions", "approval_required")
     @classmethod
     def _known_actions(cls, names: list[str]) -> list[str]:
         known = {a.value for a in ActionName}

@@ -90,7 +90,9 @@ def start_up(
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     proc, base, redis_port, log = start_up(tmp_path, {"JARVIS_DETECTOR__PROBE_INTERVAL_S": "0.5"})
-    yield System(base, f"redis://127.0.0.1:{redis_port}/0", log)
+    # The embedded Redis wants the password `up` made under the data directory.
+    password = (tmp_path / "var" / "secrets" / "redis.password").read_text().strip()
+    yield System(base, f"redis://:{password}@127.0.0.1:{redis_port}/0", log)
     proc.send_signal(signal.SIGTERM)
     try:
         assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]

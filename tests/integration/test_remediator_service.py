@@ -273,7 +273,8 @@ async def test_restart_through_the_bus_and_redelivery_never_runs_twice(
     port = free_port()
     box = containers.httpd(port)
     wait_http(f"http://127.0.0.1:{port}/health")
-    settings = _enabled(make_settings, allowed_targets=[box.name])
+    # docker.recreate waits for an operator by default; this test is about redelivery.
+    settings = _enabled(make_settings, allowed_targets=[box.name], approval_required=[])
     async with _remediator(settings) as bus:
         request = _request("docker.recreate", box.name, params={"stop_timeout_s": 2})
         for _ in range(3):

@@ -221,3 +221,31 @@ async def test_ordered_restart_order_and_backend_always_restarted() -> None:
 def test_stats_line() -> None:
     line = ContainerStats("sutazai-ollama", 85.0, 2**30, 2**31).line()
     assert line == "sutazai-ollama: CPU 85.0 %, memory 1024.0 MiB / 2048.0 MiB (50.0 %)"
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["docker.stop", "docker.recreate", "docker.update_limits", "recovery.ordered_restart"],
+)
+def test_stopping_deleting_and_limiting_wait_for_an_operator_by_default(action: str) -> None:
+    """Issue 18, finding 5: these ran on any allowlisted container without approval."""
+    params = {"memory": "2g"} if action == "docker.update_limits" else {}
+    target = "" if action == "recovery.ordered_restart" else "backend"
+    verdict = decide(_req(action, target, params=params), ON)
+    assert verdict.kind is VerdictKind.AWAIT_APPROVAL, verdict.reason
+    assert decide(_req(action, target, params=params), ON, approved=True).kind is (
+        VerdictKind.EXECUTE
+    )
+
+
+def test_the_approval_policy_is_configurable_but_keeps_the_runbooks_destructive_ones() -> None:
+    assert decide(_req("docker.restart"), ON).kind is VerdictKind.EXECUTE  # a single restart
+    none = RemediatorSettings(enabled=True, enabled_actions=["*"], approval_required=[])
+    assert decide(_req("docker.stop"), none).kind is VerdictKind.EXECUTE
+    assert decide(_req("redis.flushdb", ""), none).kind is VerdictKind.AWAIT_APPROVAL
+    more = RemediatorSettings(
+        enabled=True, enabled_actions=["*"], approval_required=["docker.restart"]
+    )
+    assert decide(_req("docker.restart"), more).kind is VerdictKind.AWAIT_APPROVAL
+    with pytest.raises(ValueError, match="unknown action"):
+        RemediatorSettings(approval_required=["docker.explode"])

@@ -1,0 +1,33 @@
+"""The embedded Redis of `jarvis-ir up` wants a password (issue 18, finding 4): without one,
+any local user could XADD an approval or an alert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+
+from shared.embedded_redis import EmbeddedRedis
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_embedded_redis_refuses_clients_without_its_password(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path)
+    url = server.start()
+    try:
+        anonymous = redis_sync.Redis(port=server.port, protocol=2)
+        with pytest.raises(redis_sync.exceptions.AuthenticationError):
+            anonymous.xadd("jarvis:incidents", {"__data__": "{}"})
+        assert redis_sync.Redis.from_url(url).ping()
+        secret = tmp_path / "secrets" / "redis.password"
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert secret.read_text().strip() == server.password
+        # Not on the command line (visible to every local user in ps).
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert server.password.encode() not in cmdline
+    finally:
+        server.stop()
+    again = EmbeddedRedis(tmp_path)  # the next start keeps the same password
+    assert again.password == server.password
