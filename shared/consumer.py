@@ -261,7 +261,8 @@ class StreamConsumer:
                 )
                 rejected.append(raw_id)
                 CONSUMED.labels(self.group, stream, "dead_letter").inc()
-                log.warning("%s: entry %s on %s is invalid: %s", self.group, entry_id, stream, exc)
+                # %r: the reason quotes the entry, which anyone who can XADD wrote.
+                log.warning("%s: entry %s on %s is invalid: %r", self.group, entry_id, stream, exc)
                 continue
             if reclaimed and await self._give_up(msg, entry_id, fields):
                 rejected.append(raw_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.recorder.markdown import code, text
 from shared.events import ROLE_TITLES
 
 __all__ = ["ROLE_TITLES", "Line", "narrate"]
@@ -19,41 +20,48 @@ class Line:
 
 
 def _alert(e: dict[str, Any], count: int) -> Line:
-    what = f"Alert {e.get('status', 'firing')}: {e.get('service')}/{e.get('check')}"
+    what = (
+        f"Alert {text(e.get('status', 'firing'))}: {text(e.get('service'))}/{text(e.get('check'))}"
+    )
     if e.get("summary"):
-        what += f" — {e['summary']}"
+        what += f" — {text(e['summary'])}"
     if count > 1:
         what += f" (×{count})"
-    return Line(what, "Alert received", f"{e.get('producer', 'detector')} ({e.get('source')})")
+    sender = f"{text(e.get('producer', 'detector'))} ({text(e.get('source'))})"
+    return Line(what, "Alert received", sender)
 
 
 def _severity(e: dict[str, Any]) -> Line:
     if e.get("previous_severity"):
-        action = f"Severity raised {e['previous_severity']} → {e['severity']}"
+        action = f"Severity raised {text(e['previous_severity'])} → {text(e['severity'])}"
     else:
-        action = f"{e['severity']} declared"
-    return Line(f"Severity assessed: {e.get('reason', '')}", action, "triage (automatic)")
+        action = f"{text(e['severity'])} declared"
+    return Line(f"Severity assessed: {text(e.get('reason', ''))}", action, "triage (automatic)")
+
+
+def _on(e: dict[str, Any]) -> str:
+    return f" on {text(e['target'])}" if e.get("target") else ""
 
 
 def _action_requested(e: dict[str, Any]) -> Line:
-    target = f" on {e['target']}" if e.get("target") else ""
     action = "Waiting for approval" if e.get("dangerous") else "Requested"
-    return Line(f"Action `{e.get('action')}`{target}", action, str(e.get("requested_by", "triage")))
+    what = f"Action {code(e.get('action'))}{_on(e)}"
+    return Line(what, action, text(e.get("requested_by", "triage")))
 
 
 def _action_completed(e: dict[str, Any]) -> Line:
-    target = f" on {e['target']}" if e.get("target") else ""
-    outcome = str(e.get("outcome", ""))
+    outcome = text(e.get("outcome", ""))
     if e.get("dry_run"):
         outcome += " (dry run)"
-    detail = f": {e['detail']}" if e.get("detail") else ""
-    return Line(f"Action `{e.get('action')}`{target} finished", outcome + detail, "remediator")
+    detail = f": {text(e['detail'])}" if e.get("detail") else ""
+    return Line(f"Action {code(e.get('action'))}{_on(e)} finished", outcome + detail, "remediator")
 
 
 def _escalation(e: dict[str, Any]) -> Line:
-    who = ", ".join(e.get("contacts") or []) or "configured contacts"
+    who = ", ".join(text(c) for c in e.get("contacts") or []) or "configured contacts"
     return Line(
-        f"Escalation to level {e.get('level')} ({e.get('trigger')}): {e.get('reason', '')}",
+        f"Escalation to level {text(e.get('level'))} ({text(e.get('trigger'))}): "
+        f"{text(e.get('reason', ''))}",
         f"Notified {who}",
         "escalator (automatic)",
     )
@@ -61,11 +69,13 @@ def _escalation(e: dict[str, Any]) -> Line:
 
 def _notification(e: dict[str, Any]) -> Line:
     ok = "delivered" if e.get("delivered") else "NOT delivered"
-    return Line(f"Notification via {e.get('channel')} (level {e.get('level')})", ok, "escalator")
+    what = f"Notification via {text(e.get('channel'))} (level {text(e.get('level'))})"
+    return Line(what, ok, "escalator")
 
 
 def narrate(payload: dict[str, Any], count: int = 1) -> Line:
-    """The three table columns for one stored event."""
+    """The three table columns for one stored event, as Markdown: everything taken from the
+    event is escaped (`markdown.text`, `markdown.code`)."""
     kind = payload.get("event_type")
     e = payload
     if kind == "AlertRaised":
@@ -73,17 +83,21 @@ def narrate(payload: dict[str, Any], count: int = 1) -> Line:
     if kind == "SeverityAssigned":
         return _severity(e)
     if kind == "AlertCorrelated":
-        what = f"Alert {e.get('status')} for {e.get('service')} joined the incident"
-        return Line(what, f"Correlated ({e.get('reason') or 'same incident'})", "triage")
+        what = f"Alert {text(e.get('status'))} for {text(e.get('service'))} joined the incident"
+        why = text(e.get("reason") or "same incident")
+        return Line(what, f"Correlated ({why})", "triage")
     if kind == "ActionRequested":
         return _action_requested(e)
     if kind == "ActionApproved":
-        return Line("Action approved", f"Approved {e.get('action_id')}", str(e.get("approver")))
+        return Line(
+            "Action approved", f"Approved {text(e.get('action_id'))}", text(e.get("approver"))
+        )
     if kind == "ActionRefused":
-        why = f": {e['reason']}" if e.get("reason") else ""
-        return Line("Action refused", f"Refused {e.get('action_id')}{why}", str(e.get("by")))
+        why = f": {text(e['reason'])}" if e.get("reason") else ""
+        return Line("Action refused", f"Refused {text(e.get('action_id'))}{why}", text(e.get("by")))
     if kind == "StatusUpdatePosted":
-        return Line(f"Status page: {e.get('status')}", str(e.get("text", "")), str(e.get("by")))
+        status = f"Status page: {text(e.get('status'))}"
+        return Line(status, text(e.get("text", "")), text(e.get("by")))
     if kind == "ActionCompleted":
         return _action_completed(e)
     if kind == "EscalationDue":
@@ -91,15 +105,15 @@ def narrate(payload: dict[str, Any], count: int = 1) -> Line:
     if kind == "NotificationSent":
         return _notification(e)
     if kind == "IncidentAcknowledged":
-        return Line("Incident acknowledged", "Acknowledged", str(e.get("by")))
+        return Line("Incident acknowledged", "Acknowledged", text(e.get("by")))
     if kind == "RoleAssigned":
-        title = ROLE_TITLES.get(str(e.get("role")), str(e.get("role")))
+        title = ROLE_TITLES.get(str(e.get("role")), text(e.get("role")))
         by = "escalator (on-call schedule)" if e.get("producer") == "escalator" else "operator"
-        return Line(f"{title} assigned", f"{e.get('person')} is {title}", by)
+        return Line(f"{title} assigned", f"{text(e.get('person'))} is {title}", by)
     if kind == "NoteAdded":
-        return Line(f"Note: {e.get('text', '')}", "Noted", str(e.get("author")))
+        return Line(f"Note: {text(e.get('text', ''))}", "Noted", text(e.get("author")))
     if kind == "IncidentResolved":
-        by = "triage (quiet period)" if e.get("automatic") else str(e.get("by"))
-        note = e.get("note") or "Incident closed"
+        by = "triage (quiet period)" if e.get("automatic") else text(e.get("by"))
+        note = text(e.get("note")) if e.get("note") else "Incident closed"
         return Line("Incident resolved", note, by)
-    return Line(str(kind), "", str(e.get("producer", "")))
+    return Line(text(kind), "", text(e.get("producer", "")))

@@ -1,5 +1,7 @@
 """The runbook's blameless postmortem (Post-Incident Review Template) as Markdown,
 filled in from the incident and its timeline. Pure: the same inputs give the same text.
+Everything taken from events is escaped (`markdown.py`): a sender's text never becomes a
+heading, a link or HTML, whether the Markdown is read as it is or rendered.
 
 What the timeline knows is written out; what only people know (users impacted, the
 five whys, lessons) is left as a scaffold to complete in the review meeting.
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services.recorder.markdown import code, text
 from services.recorder.narrate import ROLE_TITLES, narrate
 from services.recorder.schemas import IncidentDetail, TimelineEntry
 
@@ -45,16 +48,20 @@ def _ts(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
-def _cell(text: str, limit: int = 240) -> str:
-    flat = " ".join(str(text).split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat.replace("|", "\\|") or "—"
+def _cell(markdown: str, limit: int = 240) -> str:
+    """A table cell or list item of Markdown already escaped (`markdown.text`), shortened."""
+    if len(markdown) > limit:
+        markdown = markdown[: limit - 1] + "…"
+    return markdown or "—"
+
+
+def _holder_name(name: str | None) -> str:
+    return text(name) if name else TODO
 
 
 def _holder(incident: IncidentDetail, role: str) -> str:
     name = getattr(incident.roles, role)
-    return f"{name} ({ROLE_TITLES[role]})" if name else ROLE_TITLES[role]
+    return f"{text(name)} ({ROLE_TITLES[role]})" if name else ROLE_TITLES[role]
 
 
 def _response_due(timeline: list[TimelineEntry]) -> datetime | None:
@@ -79,10 +86,10 @@ def action_items(incident: IncidentDetail, timeline: list[TimelineEntry]) -> lis
     for entry in timeline:
         e = entry.event
         if entry.event_type == "ActionCompleted" and e.get("outcome") in _FAILED:
-            target = f" on {e['target']}" if e.get("target") else ""
+            target = f" on {text(e['target'])}" if e.get("target") else ""
             items.append(
                 ActionItem(
-                    f"Find out why action `{e.get('action')}`{target} {e.get('outcome')}",
+                    f"Find out why action {code(e.get('action'))}{target} {text(e.get('outcome'))}",
                     tl,
                     due,
                     sev,
@@ -92,7 +99,7 @@ def action_items(incident: IncidentDetail, timeline: list[TimelineEntry]) -> lis
         items.append(ActionItem("Verify backups and restore what was lost", ol, due, sev))
     if incident.security:
         items.append(ActionItem("Complete the security review of the breach", ic, due, sev))
-    services = ", ".join(incident.services) or incident.service
+    services = text(", ".join(incident.services) or incident.service)
     items.append(ActionItem(f"Review monitoring and alert thresholds for {services}", ol, due, sev))
     items.append(ActionItem("Update the runbook with what this incident taught", ic, due, sev))
     return items
@@ -104,7 +111,7 @@ def _went_well_and_not(
     good: list[str] = []
     bad: list[str] = []
     sources = sorted(
-        {str(e.event.get("source")) for e in timeline if e.event_type == "AlertRaised"}
+        {text(e.event.get("source")) for e in timeline if e.event_type == "AlertRaised"}
     )
     if sources:
         good.append(f"Detected automatically ({', '.join(sources)})")
@@ -120,13 +127,13 @@ def _went_well_and_not(
     for entry in timeline:
         e = entry.event
         if entry.event_type == "ActionCompleted":
-            line = f"Action `{e.get('action')}` {e.get('outcome')}"
+            line = f"Action {code(e.get('action'))} {text(e.get('outcome'))}"
             (bad if e.get("outcome") in _FAILED else good).append(line)
         elif entry.event_type == "EscalationDue":
-            bad.append(f"Escalated to level {e.get('level')}: {e.get('reason', '')}")
+            bad.append(f"Escalated to level {text(e.get('level'))}: {text(e.get('reason', ''))}")
     storms = [a for a in incident.alerts if a.count > 1]
     for run in storms:
-        bad.append(f"{run.count} repeats of one {run.service} alert — consider inhibition")
+        bad.append(f"{run.count} repeats of one {text(run.service)} alert — consider inhibition")
     return good or [TODO], bad or [TODO]
 
 
@@ -134,32 +141,33 @@ def render(incident: IncidentDetail, timeline: list[TimelineEntry]) -> str:
     """The postmortem of `incident` as Markdown."""
     end = incident.resolved_at
     duration = format_duration(end - incident.opened_at) if end else "ongoing"
-    services = ", ".join(incident.services) or incident.service
+    services = text(", ".join(incident.services) or incident.service)
+    root_cause = text(incident.root_cause) if incident.root_cause else None
     alerts = incident.alert_count
     # SeverityAssigned also announces a service joining at the same severity: show changes.
     levels = [h.severity for h in incident.severity_history]
     changes = [s for i, s in enumerate(levels) if i == 0 or s != levels[i - 1]]
     history = " → ".join(changes) or incident.severity
     attendees = [
-        f"{getattr(incident.roles, r)} ({t})"
+        f"{text(getattr(incident.roles, r))} ({t})"
         for r, t in ROLE_TITLES.items()
         if getattr(incident.roles, r)
     ]
     out: list[str] = [
-        f"# Post-Incident Review: {incident.id}",
+        f"# Post-Incident Review: {text(incident.id)}",
         "",
         f"**Date:** {incident.opened_at:%Y-%m-%d}",
-        f"**Incident Commander:** {incident.roles.incident_commander or TODO}",
+        f"**Incident Commander:** {_holder_name(incident.roles.incident_commander)}",
         f"**Attendees:** {', '.join(attendees) or TODO}",
         "",
         "## Executive Summary",
         "",
-        f"{incident.title} ({incident.severity}) affected {services}. "
+        f"{text(incident.title)} ({incident.severity}) affected {services}. "
         + (f"It was resolved after {duration}." if end else "It is not resolved yet.")
         + f" {alerts} alert{'s' if alerts != 1 else ''} were received."
-        + (f" Root cause: {incident.root_cause}." if incident.root_cause else "")
+        + (f" Root cause: {root_cause}." if root_cause else "")
         + (
-            f" Resolution: {_cell(incident.resolution_note, 500)}"
+            f" Resolution: {_cell(text(incident.resolution_note), 500)}"
             if incident.resolution_note
             else ""
         ),
@@ -209,7 +217,7 @@ def render(incident: IncidentDetail, timeline: list[TimelineEntry]) -> str:
         "",
         "### Immediate Cause",
         "",
-        incident.root_cause or TODO,
+        root_cause or TODO,
         "",
         "### Underlying Cause",
         "",

@@ -251,7 +251,7 @@ class Remediator:
         budget = self._run_budget(stored) if stored else timedelta(seconds=60)
         request = await self._state.take_approved(event.action_id, self._clock.now() + budget)
         if request is None:
-            log.info("approval of %s ignored: it is not waiting for one", event.action_id)
+            log.info("approval of %r ignored: it is not waiting for one", event.action_id)
             return
         verdict = decide(request, self._s, approved=True)
         now = self._clock.now()
@@ -407,7 +407,8 @@ class Remediator:
         if await self._state.finish(completion):
             ACTIONS.labels(completion.action, completion.outcome.value).inc()
             log.info(
-                "remediator: %s on %s → %s (%s)",
+                # Event text with %r: a line break in it cannot forge a log line.
+                "remediator: %s on %r → %s (%r)",
                 completion.action,
                 completion.target or "-",
                 completion.outcome.value,
@@ -415,7 +416,7 @@ class Remediator:
             )
         else:  # answered meanwhile (e.g. reported interrupted after overrunning its budget)
             log.warning(
-                "remediator: %s already answered; late result dropped: %s",
+                "remediator: %r already answered; late result dropped: %r",
                 completion.action_id,
                 completion.detail[:200],
             )

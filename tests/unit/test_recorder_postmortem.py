@@ -243,3 +243,54 @@ def test_an_unresolved_incident_says_so() -> None:
 def test_duration_format() -> None:
     assert postmortem.format_duration(at(125) - T0) == "2 hours 5 minutes"
     assert postmortem.format_duration(T0 - at(1)) == "0 hours 0 minutes"
+
+
+def test_text_from_events_cannot_forge_sections_or_html() -> None:
+    """Issue 18, finding 6: a summary with "\\n## Root Cause\\n<script>" forged a section, and
+    the postmortem is rendered as HTML too. Rendered with a real Markdown renderer, every
+    heading is one of the template's and nothing from an event becomes a tag or a link."""
+    from markdown_it import MarkdownIt
+
+    forged = "\n## Root Cause\n<script>alert(1)</script>\n- [click](javascript:alert(1))"
+    first = alert().model_copy(update={"summary": f"backend down{forged}"})
+    timeline = [
+        _entry(first),
+        _entry(assigned(first, INCIDENT, "P2", minute=0.5)),
+        _entry(NoteAdded(incident_id=INCIDENT, author=f"eve{forged}", text=f"1. note{forged}")),
+        _entry(
+            ActionCompleted(
+                incident_id=INCIDENT,
+                action_id="a1",
+                action="docker.restart",
+                target="backend",
+                outcome=ActionOutcome.FAILED,
+                detail=f"exit 1 | ` <img src=x onerror=alert(1)>{forged}",
+            )
+        ),
+    ]
+    incident = _incident(
+        title=f"backend down{forged}",
+        root_cause=f"postgres{forged}",
+        resolution_note=f"fixed{forged}",
+        roles=Roles(
+            incident_commander=f"alice{forged}",
+            technical_lead=None,
+            operations_lead=None,
+            communications_lead=None,
+        ),
+    )
+    markdown = postmortem.render(incident, timeline)
+    clean = postmortem.render(_incident(), _timeline())
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "<a " not in html
+    assert "&lt;script&gt;" in html  # the sender's text is still there, as text
+    headings = re.findall(r"<h[1-6]>(.*?)</h[1-6]>", html)
+    expected = re.findall(r"^#+ (.+)$", clean, flags=re.MULTILINE)
+    assert [h.split(":")[0] for h in headings] == [h.split(":")[0] for h in expected]
+    assert re.findall(r"^## Root Cause$", markdown, flags=re.MULTILINE) == ["## Root Cause"]
+    # One timeline row per event: the forged text did not open rows or cells of its own.
+    rows = _table(_sections(markdown)["Incident Timeline"])
+    assert len(rows) == len(timeline)
+    assert all(len(row) == 4 for row in rows)
