@@ -53,6 +53,8 @@ def make_engine(url: str) -> AsyncEngine:
 # The recorder checkpoints in the background every second (`checkpoint`), so a commit
 # never pays for one; this is the backstop should that loop fall behind (about 400 MiB).
 _WAL_BACKSTOP_PAGES = 100_000
+# A log reset after a checkpoint is cut back to this size (SQLite keeps the file otherwise).
+_WAL_SIZE_LIMIT = 64 * 1_048_576
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,15 +67,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
     cursor.close()
 
 
-async def checkpoint(engine: AsyncEngine) -> None:
+async def checkpoint(engine: AsyncEngine, truncate_above: int = _WAL_SIZE_LIMIT) -> None:
     """Copy SQLite's write-ahead log into the database without blocking writers (PASSIVE),
-    on a connection of its own: commits stay short whatever the write rate."""
-    if engine.dialect.name == "sqlite":
+    on a connection of its own: commits stay short whatever the write rate. A log that grew
+    beyond `truncate_above` (a burst, a reader holding an old snapshot) is then checkpointed
+    with TRUNCATE, which waits for writers for a moment and cuts the file to nothing:
+    without it the file keeps the largest size it ever reached."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    if _wal_size(str(engine.url.database)) > truncate_above:
         async with engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _wal_size(database: str) -> int:
+    """The size of SQLite's write-ahead log file (a stat: not worth a thread)."""
+    try:
+        return Path(f"{database}-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _config(connection: Connection) -> Config:

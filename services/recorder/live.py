@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.recorder.api import NextEscalations
@@ -104,16 +104,33 @@ async def _events(
 
 
 def make_live_router(
-    reader: Reader, notifier: Notifier, poll_s: float, next_escalations: NextEscalations
+    reader: Reader,
+    notifier: Notifier,
+    poll_s: float,
+    next_escalations: NextEscalations,
+    max_clients: int,
 ) -> APIRouter:
     router = APIRouter()
     router.include_router(make_page_router())
+    # Each stream polls the database: a cap keeps many clients from costing the CPU.
+    clients = 0
+
+    async def counted(frames: AsyncIterator[str]) -> AsyncIterator[str]:
+        nonlocal clients
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            clients -= 1
 
     @router.get(
         "/api/v1/stream",
         tags=["timeline"],
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            503: {"description": "recorder.stream_max_clients streams are open already."},
+        },
     )
     async def stream(
         request: Request,
@@ -121,10 +138,19 @@ def make_live_router(
     ) -> StreamingResponse:
         """Server-sent events: `timeline` (a new timeline entry, JSON as in /timeline — an
         incident's, or a silence's), and `incident` (an incident changed, JSON as in
-        /incidents), from now on."""
+        /incidents), from now on. At most
+        `recorder.stream_max_clients` at once (503 beyond, with Retry-After)."""
         del request
+        nonlocal clients
+        if clients >= max_clients:
+            raise HTTPException(
+                503,
+                f"{max_clients} live streams are open already (recorder.stream_max_clients)",
+                headers={"Retry-After": "10"},
+            )
+        clients += 1
         return StreamingResponse(
-            _events(reader, notifier, poll_s, incident_id, next_escalations),
+            counted(_events(reader, notifier, poll_s, incident_id, next_escalations)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

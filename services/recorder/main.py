@@ -79,7 +79,7 @@ def build(runtime: Runtime) -> Service:
         while True:
             await asyncio.sleep(config.checkpoint_interval_s)
             try:
-                await checkpoint(store.engine)
+                await checkpoint(store.engine, config.wal_truncate_bytes)
             except (OperationalError, OSError) as exc:
                 log.warning("SQLite checkpoint failed (retried): %s", exc)
 
@@ -163,7 +163,9 @@ def build(runtime: Runtime) -> Service:
     router.include_router(make_status_read_router(reader, page, stack, runtime.clock))
     router.include_router(make_status_write_router(commands, guard, config.max_body_bytes))
     router.include_router(
-        make_live_router(reader, notifier, config.stream_poll_s, next_escalations)
+        make_live_router(
+            reader, notifier, config.stream_poll_s, next_escalations, config.stream_max_clients
+        )
     )
     startup: list[Hook] = [start]
     shutdown: list[Hook] = [*shutdown_first, store.close]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from services.triage.outbox import (
     write_step,
 )
 from services.triage.silencing import Silenced, Silencing
+from services.triage.stale import StaleIncidents
 from services.triage.store import AlertQuery, Batch, Keys, TriageStore
 from shared.events import (
     ActionCompleted,
@@ -86,7 +88,7 @@ class Triage:
         self.playbooks = pb.load_playbooks(settings.playbooks_file)
         self.quiet_period = timedelta(seconds=settings.quiet_period_s)
 
-    async def _until_committed(self, attempt: Callable[[], Awaitable[bool]]) -> None:
+    async def until_committed(self, attempt: Callable[[], Awaitable[bool]]) -> None:
         for _ in range(_MAX_ATTEMPTS):
             if await attempt():
                 return
@@ -104,7 +106,7 @@ class Triage:
         if await self._apply(alerts):
             return
         if len(alerts) == 1:
-            await self._until_committed(lambda: self._apply(alerts))
+            await self.until_committed(lambda: self._apply(alerts))
             return
         half = len(alerts) // 2
         await self._apply_split(alerts[:half])
@@ -257,7 +259,7 @@ class Triage:
                 write_note(batch, run.incident_id, step.note, done.action_id, done.outcome.value)
             return await self.store.commit(version, batch)
 
-        await self._until_committed(attempt)
+        await self.until_committed(attempt)
 
     # Resolution --------------------------------------------------------------------------
 
@@ -267,11 +269,11 @@ class Triage:
         resolved_by = event.by
 
         async def attempt() -> bool:
-            return await self._close(
+            return await self.close(
                 event.incident_id or "", lambda inc: operator_resolve(inc, resolved_by), None
             )
 
-        await self._until_committed(attempt)
+        await self.until_committed(attempt)
 
     async def resolve_quiet(self) -> int:
         """Resolve every incident whose quiet period has passed; returns how many were due."""
@@ -295,13 +297,13 @@ class Triage:
                 )
 
             async def attempt(iid: str = incident_id) -> bool:
-                return await self._close(iid, decide, announce, unschedule_stale=True)
+                return await self.close(iid, decide, announce, unschedule_stale=True)
 
-            await self._until_committed(attempt)
+            await self.until_committed(attempt)
             resolved += 1
         return resolved
 
-    async def _close(
+    async def close(
         self,
         incident_id: str,
         decide: Callable[[Incident], Incident | None],
@@ -367,9 +369,15 @@ def build(runtime: Runtime) -> Service:
         Silencing(runtime.redis, maxlen),
     )
 
+    stale = StaleIncidents(triage, timedelta(seconds=settings.stale_after_s))
+
     async def resolver() -> None:
+        next_stale_check = 0.0
         while True:
             await triage.resolve_quiet()
+            if time.monotonic() >= next_stale_check:
+                await stale.close_all()
+                next_stale_check = time.monotonic() + settings.stale_check_s
             await asyncio.sleep(settings.resolve_check_s)
 
     async def unsilencer() -> None:

@@ -331,5 +331,10 @@ class TriageStore:
         )
         return [as_text(d) for d in due]
 
+    async def last_seen(self) -> dict[str, datetime]:
+        """Every open incident with the time it last saw a firing alert."""
+        seen = await self._redis.hgetall(Keys.LAST_SEEN)
+        return {as_text(k): datetime.fromtimestamp(float(as_text(v)), UTC) for k, v in seen.items()}
+
     async def open_count(self) -> int:
         return int(await self._redis.scard(Keys.OPEN))

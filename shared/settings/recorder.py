@@ -76,6 +76,17 @@ class RecorderSettings(BaseModel):
         le=60,
         description="SQLite only: how often the write-ahead log is copied into the database.",
     )
+    wal_truncate_bytes: int = Field(
+        default=64 * 1_048_576,
+        ge=0,
+        description="SQLite only: a write-ahead log larger than this after a checkpoint is "
+        "truncated (it keeps the size it grew to otherwise).",
+    )
+    stream_max_clients: int = Field(
+        default=32,
+        ge=1,
+        description="Live event streams (/api/v1/stream) open at once; more get 503.",
+    )
     stream_poll_s: float = Field(
         default=1.0, gt=0, le=60, description="Live stream: how often the database is polled."
     )

@@ -118,6 +118,15 @@ class TriageSettings(BaseModel):
     quiet_period_s: float = Field(
         default=300.0, ge=0, description="All alerts resolved this long → incident resolved."
     )
+    stale_after_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="An open incident without a firing alert for this long is closed as stale "
+        "(its senders fell silent); its fingerprints are freed.",
+    )
+    stale_check_s: float = Field(
+        default=60.0, gt=0, description="How often stale incidents are looked for."
+    )
     resolve_check_s: float = Field(
         default=1.0, gt=0, description="How often quiet periods that ended are looked for."
     )
