@@ -75,12 +75,16 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
         runtime = create_runtime(settings, redis_url)
         services = [SERVICES[name](runtime) for name in names]
         app = build_app(runtime, services)
+        tls = settings.http_tls_certfile, settings.http_tls_keyfile
         config = uvicorn.Config(
             app,
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=15,
+            # HTTPS when a certificate is configured (PagerDuty's client speaks nothing else).
+            ssl_certfile=str(tls[0]) if tls[0] else None,
+            ssl_keyfile=str(tls[1]) if tls[1] else None,
         )
         # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these no-op
         # handlers that returns here, so the embedded Redis is stopped and we exit 0.

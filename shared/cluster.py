@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -39,7 +40,8 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("JARVIS_HTTP_TLS_CERTFILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -61,12 +63,24 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
+                answer = httpx.get(
+                    f"{self.url}/health", timeout=1, verify=self.tls(), headers=self.auth()
+                )
+                if answer.status_code in (200, 503):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer /health:\n{self.log_tail()}")
+
+    def tls(self) -> ssl.SSLContext | bool:
+        """What to trust: its own certificate (self-signed in tests) when it serves HTTPS."""
+        certfile = self.env.get("JARVIS_HTTP_TLS_CERTFILE")
+        return ssl.create_default_context(cafile=certfile) if certfile else True
+
+    def auth(self) -> dict[str, str]:
+        token = self.env.get("JARVIS_API_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def kill(self) -> None:
         """kill -9: no shutdown hooks, no acknowledgements in flight."""

@@ -176,19 +176,22 @@ class EmailNotifier:
         host = s.smtp_host or "localhost"
         message = email_message(notification, s.sender)
         smtp: smtplib.SMTP
+        context = ssl.create_default_context(cafile=s.tls_ca_file)
         try:
             if s.ssl:
-                smtp = smtplib.SMTP_SSL(
-                    host, s.smtp_port, timeout=self._timeout_s, context=ssl.create_default_context()
-                )
+                smtp = smtplib.SMTP_SSL(host, s.smtp_port, timeout=self._timeout_s, context=context)
             else:
                 smtp = smtplib.SMTP(host, s.smtp_port, timeout=self._timeout_s)
             with smtp:
                 if s.starttls and not s.ssl:
-                    smtp.starttls(context=ssl.create_default_context())
+                    # Raises when the server offers no STARTTLS: never falls back to clear.
+                    smtp.starttls(context=context)
                 if s.username:
                     smtp.login(s.username, s.password or "")
                 refused = smtp.send_message(message)
+        except smtplib.SMTPNotSupportedError as exc:
+            detail = f"SMTP server {host}:{s.smtp_port}: {exc} (TLS is required: starttls, ssl)"
+            raise DeliveryError(detail, transient=False) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             transient = all(400 <= code < 500 for code in codes)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from services.remediator.artifacts import private_dir, write_private
 from services.remediator.ports import ContainerEngine
 from shared.settings import Settings
 
@@ -27,7 +28,7 @@ class Diagnostics:
         self._engine = engine
 
     async def collect(self, directory: Path, containers: list[str], since_s: int) -> list[Path]:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, directory)
         s = self._settings
         known = list(dict.fromkeys([*s.remediator.allowed_targets, *containers]))
         known = [name for name in known if name != "*"]
@@ -46,9 +47,7 @@ class Diagnostics:
         texts = await asyncio.gather(*(_guarded(part) for part in parts.values()))
         written = []
         for file_name, text in zip(parts, texts, strict=True):
-            path = directory / file_name
-            path.write_text(text)
-            written.append(path)
+            written.append(write_private(directory / file_name, text.encode()))
         return written
 
     async def _status(self, names: list[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import docker
 from docker.errors import DockerException, NotFound
 
+from services.remediator.artifacts import private_file
 from services.remediator.params import valid_container_name
 from services.remediator.ports import ActionFailed, ContainerStats
 
@@ -272,7 +273,7 @@ class DockerEngine:
             api = self._docker().api
             exec_id = api.exec_create(name, argv, stdout=True, stderr=True)["Id"]
             collected = bytearray()
-            sink = dest.open("wb") if dest is not None else None
+            sink = private_file(dest) if dest is not None else None
             try:
                 for out, err in api.exec_start(exec_id, stream=True, demux=True):
                     if out and sink is not None:

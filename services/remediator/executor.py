@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from services.remediator.artifacts import write_private
 from services.remediator.params import (
     VERIFY_CHECKS,
     DiagnosticsParams,
@@ -192,6 +193,4 @@ def _grace(params: StopParams, default: int) -> int:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return write_private(path, data)

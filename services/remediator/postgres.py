@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+from services.remediator.artifacts import private_file
 from services.remediator.ports import ActionFailed, ContainerEngine
 from shared.settings import RemediatorPostgresTarget, RemediatorSettings
 
@@ -76,8 +77,8 @@ class PostgresOps:
     async def backup(self, target: str, dest: Path, timeout_s: float) -> Path:
         """Dump the database (plain SQL, like the runbook's) into `dest`."""
         config = self._target(target)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".partial")
+        private_file(partial).close()  # 0600 before a byte is written: pg_dump keeps the mode
         try:
             if config.dsn:
                 await self._dump_dsn(config.dsn, partial, timeout_s)

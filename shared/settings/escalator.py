@@ -179,9 +179,30 @@ class EmailNotifierSettings(BaseModel):
     smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
     username: str | None = Field(default=None, description="SMTP AUTH user.")
     password: str | None = Field(default=None, description="SMTP AUTH password.")
-    starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+    starttls: bool = Field(
+        default=True,
+        description="Upgrade the connection with STARTTLS; a server that offers none is "
+        "refused, never used without TLS.",
+    )
     ssl: bool = Field(default=False, description="Implicit TLS (SMTPS, usually port 465).")
+    tls_ca_file: str | None = Field(
+        default=None,
+        description="CA certificates the SMTP server's must chain to; unset: the system's.",
+    )
+    allow_plaintext_auth: bool = Field(
+        default=False,
+        description="Allow sending username and password with starttls and ssl off (in clear).",
+    )
     sender: str = Field(default="jarvis-responder@localhost", description="From address.")
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> EmailNotifierSettings:
+        if self.username and not (self.ssl or self.starttls) and not self.allow_plaintext_auth:
+            raise ValueError(
+                "username: SMTP AUTH without TLS would send the password in clear; keep "
+                "starttls (or ssl) on, or set allow_plaintext_auth"
+            )
+        return self
 
 
 class PagerDutyNotifierSettings(BaseModel):

@@ -5,11 +5,13 @@ webhook, a generic JSON webhook, PagerDuty Events API v2 (HTTP stand-ins) and SM
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +23,14 @@ from services.escalator.main import build
 from shared.bus import EventBus
 from shared.clock import ManualClock
 from shared.events import EscalationDue, EscalationTrigger, IncidentResolved, Severity
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 from tests.helpers import eventually, running
 from tests.integration._escalator_support import (
     http_receiver,
     notifications_of,
     severity_event,
 )
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +58,23 @@ class MailHandler:
         return "250 2.0.0 queued"
 
 
+AUTH_SEEN: list[tuple[bytes, bool]] = []  # (login, over TLS) of every AUTH the receivers got
+
+
 def _authenticator(
     server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"jarvis", b"s3cret")
+    if isinstance(data, LoginPassword):
+        AUTH_SEEN.append((data.login, session.ssl is not None))
     return AuthResult(success=ok)
 
 
 @asynccontextmanager
-async def smtp_receiver(handler: MailHandler, *, auth: bool = False) -> AsyncIterator[int]:
+async def smtp_receiver(
+    handler: MailHandler, *, auth: bool = False, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
+    """aiosmtpd on loopback; with `tls` it offers STARTTLS (and wants it before AUTH)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTPServer:
@@ -72,8 +83,10 @@ async def smtp_receiver(handler: MailHandler, *, auth: bool = False) -> AsyncIte
             hostname="mx.test",
             loop=loop,
             auth_required=auth,
-            auth_require_tls=False,
+            # Without TLS the receiver takes AUTH in clear: the client must be what refuses.
+            auth_require_tls=tls is not None,
             authenticator=_authenticator if auth else None,
+            tls_context=tls,
         )
 
     server = await loop.create_server(factory, "127.0.0.1", 0)
@@ -107,19 +120,22 @@ async def _delivered(redis: Redis, incident: str) -> dict[str, dict[str, Any]]:
     return {n["channel"]: n for n in await notifications_of(redis, incident)}
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 async def test_an_escalation_reaches_every_channel_over_its_protocol(
-    redis: Redis, make_settings: Callable[..., Settings]
+    redis: Redis, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     clock = ManualClock()
     incident = _incident()
     mail = MailHandler()
+    cert, key = self_signed(tmp_path / "tls")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    AUTH_SEEN.clear()
     with (
         http_receiver() as slack,
         http_receiver() as hook,
         http_receiver(final_status=202) as pagerduty,
     ):
-        async with smtp_receiver(mail, auth=True) as smtp_port:
+        async with smtp_receiver(mail, auth=True, tls=tls) as smtp_port:
             settings = make_settings(
                 escalator={
                     "routes": NO_ROUTE_MAIL,
@@ -134,6 +150,8 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
                             "username": "jarvis",
                             "password": "s3cret",
                             "sender": "jarvis@test",
+                            # STARTTLS is the default; trust the test's own certificate.
+                            "tls_ca_file": str(cert),
                         },
                     },
                 }
@@ -176,6 +194,7 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
                 message = message_from_bytes(envelope.original_content or b"")
                 assert "escalation to level 2" in message["Subject"]
                 assert message["X-Jarvis-Incident"] == incident
+                assert AUTH_SEEN == [(b"jarvis", True)]  # the password went over TLS
 
                 # Resolving resolves the PagerDuty alert with the same dedup_key.
                 await bus.publish(IncidentResolved(incident_id=incident))
@@ -208,7 +227,12 @@ async def test_retries_with_backoff_on_5xx_and_timeouts(
                         "retry": FAST_RETRY,
                         "slack": {"webhook_url": slack.url},
                         "webhook": {"url": hook.url},
-                        "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port},
+                        # No password: plain SMTP may be chosen (STARTTLS is the default).
+                        "email": {
+                            "smtp_host": "127.0.0.1",
+                            "smtp_port": smtp_port,
+                            "starttls": False,
+                        },
                     },
                 }
             )
@@ -326,3 +350,27 @@ async def _async_len(get: Callable[[], Any], n: int) -> bool:
     if asyncio.iscoroutine(value):
         value = await value
     return len(value) == n
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_the_smtp_password_never_goes_out_in_clear(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    """Issue 18, finding 8: by default the SMTP password was sent without TLS."""
+    incident = _incident()
+    mail = MailHandler()
+    AUTH_SEEN.clear()
+    email = {"smtp_host": "127.0.0.1", "username": "jarvis", "password": "s3cret"}
+    async with smtp_receiver(mail, auth=True) as smtp_port:  # no STARTTLS offered
+        email["smtp_port"] = smtp_port
+        with pytest.raises(ConfigError, match="allow_plaintext_auth"):
+            make_settings(escalator={"notifier": {"email": {**email, "starttls": False}}})
+        settings = make_settings(escalator={"notifier": {"retry": FAST_RETRY, "email": email}})
+        async with running(settings, [build]):
+            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            sent = await eventually(lambda: _has(redis, incident, 1))
+    assert sent["email"]["delivered"] is False
+    assert sent["email"]["attempts"] == 1  # not worth retrying: the server cannot do TLS
+    assert "STARTTLS" in sent["email"]["detail"] or "starttls" in sent["email"]["detail"]
+    assert AUTH_SEEN == []
+    assert mail.messages == []

@@ -68,6 +68,7 @@ async def test_pg_dump_file_restores_into_a_fresh_database(source_db: str, tmp_p
     ops = PostgresOps(_pg_settings(source_db), DockerEngine())
     dump = await ops.backup("jarvis-pg", tmp_path / "emergency_backup.sql", timeout_s=60)
     assert "CREATE TABLE public.incidents" in dump.read_text()
+    assert dump.stat().st_mode & 0o777 == 0o600  # issue 18: the whole database, owner only
 
     restored = source_db + "_r"
     admin = await asyncpg.connect(source_db.rsplit("/", 1)[0] + "/postgres")
@@ -285,3 +286,6 @@ async def test_diagnostics_bundle_holds_the_phase_4_evidence(
     assert "error" in (folder / "ollama_models.json").read_text()  # nothing on port 1
     assert "Mem:" in (folder / "memory_status.txt").read_text()
     assert "PID" in (folder / "system_processes.txt").read_text()
+    # Issue 18, finding 8: evidence (logs, processes) is readable by the service's user only.
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
