@@ -5,8 +5,12 @@
 #   2. build the project image on it (deploy/Dockerfile with BASE_IMAGE), and stand-ins for
 #      the redis and postgres images from deploy/proof/ (cached);
 #   3. start the compose stack with deploy/compose.hostnet.yml (host networking, loopback
-#      ports, so no bridge network is needed);
-#   4. smoke test: an Alertmanager webhook produces an incident with a timeline;
+#      ports, so no bridge network is needed), with everything of docs/deploy.md's
+#      "Security" on: a Redis user per service, bearer tokens for writes and reads, HTTPS
+#      with a certificate made here, signed approvals;
+#   4. trust and smoke test: requests without the token, plain HTTP and Redis clients
+#      without a password are refused; an Alertmanager webhook produces an incident with a
+#      timeline;
 #   5. kill service containers while alerts flow, let them be restarted, and show that
 #      every accepted alert is in exactly one incident's timeline.
 # Idempotent, bounded in time, tears down what it started. Run as root on Debian 12:
@@ -126,6 +130,7 @@ ensure_tools() {
   local need=()
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v python3 >/dev/null || need+=(python3)
+  command -v openssl >/dev/null || need+=(openssl)
   python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
     # Debian 12 packages Compose v1 (docker-compose); the v2 plugin is not in Debian.
@@ -228,9 +233,23 @@ build_app_image() {
     -f "$ROOT/deploy/Dockerfile" -t "$APP_IMAGE" "$ROOT"
 }
 
+secret() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
+
+# A self-signed certificate for 127.0.0.1 (the services serve HTTPS with it). The key is
+# readable by the services' user (uid 10001) only.
+make_certificate() {
+  rm -rf "$WORK/tls"
+  mkdir -p "$WORK/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=jarvis-ir compose proof" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem"
+  chown 10001 "$WORK/tls/key.pem"
+  chmod 600 "$WORK/tls/key.pem"
+  chmod 644 "$WORK/tls/cert.pem"
+}
+
 write_env_file() {
-  local password
-  password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
   (
     umask 077
     cat >"$WORK/proof.env" <<EOF
@@ -239,8 +258,23 @@ JARVIS_ENV_FILE=$WORK/proof.env
 JARVIS_IR_IMAGE=$APP_IMAGE
 JARVIS_IR_REDIS_IMAGE=$(standin_tag redis)
 JARVIS_IR_POSTGRES_IMAGE=$(standin_tag postgres)
-JARVIS_IR_POSTGRES_PASSWORD=$password
-JARVIS_API_TOKEN=$password
+JARVIS_IR_POSTGRES_PASSWORD=$(secret)
+# Every write and every read wants the token; alerts are sealed, approvals signed.
+JARVIS_API_TOKEN=$(secret)
+JARVIS_HTTP_PROTECT_READS=true
+JARVIS_ENVELOPE_KEY=$(secret)
+JARVIS_APPROVAL_KEY=$(secret)
+# One Redis user per service (deploy/redis/users.acl.template).
+JARVIS_IR_REDIS_DETECTOR_PASSWORD=$(secret)
+JARVIS_IR_REDIS_TRIAGE_PASSWORD=$(secret)
+JARVIS_IR_REDIS_REMEDIATOR_PASSWORD=$(secret)
+JARVIS_IR_REDIS_ESCALATOR_PASSWORD=$(secret)
+JARVIS_IR_REDIS_RECORDER_PASSWORD=$(secret)
+JARVIS_IR_REDIS_ADMIN_PASSWORD=$(secret)
+# HTTPS with the certificate made above.
+JARVIS_IR_TLS_DIR=$WORK/tls
+JARVIS_HTTP_TLS_CERTFILE=/run/jarvis-ir/tls/cert.pem
+JARVIS_HTTP_TLS_KEYFILE=/run/jarvis-ir/tls/key.pem
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 JARVIS_NETWORK=$PROJECT-unused
 JARVIS_HOSTNET_REDIS_PORT=$REDIS_PORT
@@ -300,12 +334,17 @@ stack_up() {
   timeout 180 python3 "$ROOT/scripts/compose_proof_checks.py" wait-healthy --project "$PROJECT"
 }
 
+env_value() { sed -n "s/^$1=//p" "$WORK/proof.env"; }
+
 checks() {
   timeout 420 python3 "$ROOT/scripts/compose_proof_checks.py" run \
     --project "$PROJECT" \
     --compose "${COMPOSE[*]}" \
-    --detector "http://127.0.0.1:$DETECTOR_PORT" \
-    --recorder "http://127.0.0.1:$RECORDER_PORT" \
+    --detector "https://127.0.0.1:$DETECTOR_PORT" \
+    --recorder "https://127.0.0.1:$RECORDER_PORT" \
+    --token "$(env_value JARVIS_API_TOKEN)" \
+    --cafile "$WORK/tls/cert.pem" \
+    --redis-admin-password "$(env_value JARVIS_IR_REDIS_ADMIN_PASSWORD)" \
     --summary "$WORK/summary.txt" \
     ${JARVIS_PROOF_LENIENT:+--lenient}
 }
@@ -318,6 +357,7 @@ step "base image $BASE_IMAGE (debootstrap $SUITE, cached)" build_base_image
 step "stand-in image for redis (cached)" build_standin redis
 step "stand-in image for postgres (cached)" build_standin postgres
 step "project image $APP_IMAGE (BASE_IMAGE=$BASE_IMAGE)" build_app_image
+step "TLS certificate for 127.0.0.1" make_certificate
 write_env_file
 step "docker-compose.yml prepared for the host-network override" hostnet_base
 COMPOSE+=(-f "$WORK/compose.base.yml" -f "$ROOT/deploy/compose.hostnet.yml")

@@ -1,7 +1,10 @@
 """Checks of scripts/compose-proof.sh against a running compose stack (standard library only).
 
 `wait-healthy`: every container of the project runs and its healthcheck passes.
-`run`: (1) smoke test: one Alertmanager webhook → an incident with a timeline in the recorder;
+`run`: (0) trust: with tokens, TLS and Redis users on, a write or a read without the token is
+refused, plain HTTP gets no answer, Redis refuses a client without a password and a service
+user outside its streams;
+(1) smoke test: one Alertmanager webhook → an incident with a timeline in the recorder;
 (2) restart test: alerts keep flowing while the recorder crashes (its process is SIGKILLed, the
 restart policy brings it back) and triage is `docker kill`ed (compose starts it again); then
 every alert the detector accepted is in exactly one incident's timeline, once.
@@ -16,6 +19,7 @@ import argparse
 import json
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +30,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.client import HTTPException as HttpProtocolError
 from typing import Any
 
 WEBHOOK = "/webhooks/alertmanager"
@@ -37,15 +42,32 @@ class ProofError(Exception):
     """A check failed; the message says which and why."""
 
 
+@dataclass
+class Access:
+    """How the checks reach the stack: its bearer token, the CA of its HTTPS certificate,
+    Redis' admin password. Set once from the command line."""
+
+    token: str = ""
+    tls: ssl.SSLContext | None = None
+    redis_admin_password: str = ""
+
+
+ACCESS = Access()
+
+
 # --------------------------------------------------------------------------- HTTP
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10.0, *, token: bool = True
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    if token and ACCESS.token:
+        request.add_header("Authorization", f"Bearer {ACCESS.token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=ACCESS.tls) as response:
             raw = response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -396,8 +418,7 @@ def restart_test(
         if strict:
             raise ProofError(problem)
         link_note.append(f"WARNING {problem}")
-    redis_c = containers(project, "redis")[0]
-    dead = docker("exec", redis_c, "redis-cli", "-p", redis_port(redis_c), "XLEN", DEAD_LETTER)
+    dead = redis_cli(project, "XLEN", DEAD_LETTER)
     if dead.strip() not in {"0", "(integer) 0"}:
         raise ProofError(f"restart: {dead.strip()} entries in jarvis:dead-letter")
     return [
@@ -410,6 +431,42 @@ def restart_test(
         f"lost 0, duplicated 0, dead letters 0",
         *link_note,
     ]
+
+
+def redis_cli(project: str, *args: str, user: str = "admin", password: str | None = None) -> str:
+    """redis-cli in the Redis container, as `user` (admin: the operators' user); no user:
+    an unauthenticated client. Answers and errors both come back as text."""
+    redis_c = containers(project, "redis")[0]
+    auth = [] if not user else ["--user", user, "--no-auth-warning"]
+    env = [] if not user else ["-e", f"REDISCLI_AUTH={password or ACCESS.redis_admin_password}"]
+    argv = ["exec", *env, redis_c, "redis-cli", "-p", redis_port(redis_c), *auth, *args]
+    done = subprocess.run(["docker", *argv], capture_output=True, text=True, timeout=60)
+    return (done.stdout + done.stderr).strip()
+
+
+def trust(detector: str, recorder: str, project: str) -> list[str]:
+    """The stack refuses who is not an operator or a service (issue 18)."""
+    lines = []
+    status, _ = http("POST", detector + WEBHOOK, {"alerts": []}, token=False)
+    if status != 401:
+        raise ProofError(f"trust: an Alertmanager webhook without the token answered {status}")
+    status, _ = http("GET", recorder + "/api/v1/incidents", token=False)
+    if status != 401:
+        raise ProofError(f"trust: a read without the token answered {status}")
+    lines.append("trust: a webhook and a read without the bearer token: 401")
+    if detector.startswith("https://"):
+        plain = "http://" + detector.removeprefix("https://")
+        try:
+            urllib.request.urlopen(plain + "/health", timeout=5)
+        except (urllib.error.URLError, OSError, HttpProtocolError):
+            lines.append("trust: plain HTTP to the detector gets no answer (HTTPS only)")
+        else:
+            raise ProofError("trust: the detector answered plain HTTP")
+    anonymous = redis_cli(project, "XADD", "jarvis:incidents", "*", "x", "1", user="")
+    if "NOPERM" not in anonymous and "NOAUTH" not in anonymous:
+        raise ProofError(f"trust: Redis took an unauthenticated XADD: {anonymous}")
+    lines.append("trust: Redis refuses a client without a password (it may only PING)")
+    return lines
 
 
 def redis_port(container: str) -> str:
@@ -430,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--detector", required=True)
     run.add_argument("--recorder", required=True)
     run.add_argument("--summary", required=True)
+    run.add_argument("--token", default="", help="JARVIS_API_TOKEN of the stack")
+    run.add_argument("--cafile", help="the CA (or self-signed certificate) of its HTTPS")
+    run.add_argument("--redis-admin-password", default="", help="Redis user admin's")
     run.add_argument("--batches", type=int, default=80)
     run.add_argument("--batch-size", type=int, default=5)
     run.add_argument(
@@ -443,9 +503,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, status in sorted(wait_healthy(args.project, args.timeout).items()):
                 print(f"{name}: {status}")
             return 0
+        ACCESS.token = args.token
+        ACCESS.tls = ssl.create_default_context(cafile=args.cafile) if args.cafile else None
+        ACCESS.redis_admin_password = args.redis_admin_password
         since = datetime.now(UTC).isoformat()
         sender = Sender(args.detector, uuid.uuid4().hex[:12])
         lines = [f"run {sender.run}"]
+        lines += trust(args.detector, args.recorder, args.project)
         started = time.monotonic()
         lines += smoke(sender, args.recorder, since, timeout=60, strict=not args.lenient)
         lines.append(f"smoke test took {time.monotonic() - started:.1f} s")

@@ -50,6 +50,28 @@ COMPOSE_VARIABLES: tuple[Variable, ...] = (
         "as it goes into DATABASE_URL unescaped).",
         active=True,
     ),
+    *(
+        Variable(
+            f"JARVIS_IR_REDIS_{user.upper()}_PASSWORD",
+            "",
+            f"Password of Redis user `{user}` (required; letters, digits, - and _; e.g. "
+            "`python3 -c 'import secrets; print(secrets.token_hex(24))'`).",
+            active=True,
+        )
+        for user in ("detector", "triage", "remediator", "escalator", "recorder", "admin")
+    ),
+    Variable(
+        "JARVIS_IR_REDIS_INGEST_PASSWORD",
+        "",
+        "Password of Redis user `ingest`, which may only XADD to jarvis:alerts (other "
+        "systems); empty: the user is off.",
+    ),
+    Variable(
+        "JARVIS_IR_TLS_DIR",
+        "./deploy/tls",
+        "Folder mounted at /run/jarvis-ir/tls in every service: certificate and key for "
+        "JARVIS_HTTP_TLS_CERTFILE / JARVIS_HTTP_TLS_KEYFILE.",
+    ),
     Variable(
         "JARVIS_NETWORK",
         "sutazai-network",

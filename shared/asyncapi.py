@@ -16,14 +16,17 @@ __all__ = ["asyncapi_document"]
 
 # Who writes and who reads each stream (CONTRACT §2).
 _FLOWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "jarvis:alerts": (("detector", "any other system"), ("triage", "recorder", "remediator")),
+    "jarvis:alerts": (
+        ("detector", "any other system (Redis user ingest)"),
+        ("triage", "recorder", "remediator", "escalator"),
+    ),
     "jarvis:severity": (("triage",), ("escalator", "recorder")),
     "jarvis:actions:requested": (("triage", "operators"), ("remediator", "recorder")),
     "jarvis:actions:completed": (("remediator",), ("triage", "escalator", "recorder")),
     "jarvis:escalations": (("escalator",), ("recorder", "notifiers")),
     "jarvis:incidents": (
-        ("recorder API", "triage", "escalator"),
-        ("escalator", "triage", "recorder"),
+        ("recorder API", "triage", "escalator", "detector", "remediator"),
+        ("escalator", "triage", "recorder", "remediator"),
     ),
 }
 

@@ -90,9 +90,9 @@ def test_healthchecks_and_restart_policies_everywhere(compose: dict[str, Any]) -
         test = service["healthcheck"]["test"]
         assert test[0] in {"CMD", "CMD-SHELL"}, name
         assert len(test) > 1, name
-    app_check = " ".join(compose["services"]["triage"]["healthcheck"]["test"])
-    assert "/health" in app_check
-    assert "JARVIS_HTTP_PORT" in app_check
+    app_check = compose["services"]["triage"]["healthcheck"]["test"]
+    # /health on JARVIS_HTTP_PORT, over HTTPS with the token when those are set.
+    assert app_check == ["CMD", "python3", "-m", "services.healthcheck"]
 
 
 def test_redis_is_append_only_with_a_volume(compose: dict[str, Any]) -> None:
@@ -162,7 +162,7 @@ def test_dockerfile_builds_one_non_root_image_with_a_healthcheck() -> None:
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users
     assert users[-1] not in {"root", "0"}
-    assert any(line.startswith("HEALTHCHECK") and "/health" in line for line in lines)
+    assert any(line.startswith("HEALTHCHECK") and "services.healthcheck" in line for line in lines)
     assert 'ENTRYPOINT ["jarvis-ir"]' in lines
 
 
@@ -170,3 +170,37 @@ def test_dockerignore_keeps_the_context_small() -> None:
     patterns = (ROOT / ".dockerignore").read_text().split()
     assert patterns[patterns.index("*") :][:1] == ["*"]  # everything excluded first
     assert {"!shared/", "!services/", "!pyproject.toml"} <= set(patterns)
+
+
+def test_each_service_has_its_own_redis_user_and_the_secrets_it_needs_only(
+    compose: dict[str, Any], hostnet: dict[str, Any]
+) -> None:
+    """Issue 18, finding 4: Redis had no password; anyone who could XADD could approve."""
+    redis = compose["services"]["redis"]
+    assert redis["entrypoint"] == ["sh", "/etc/jarvis-ir/redis/start.sh"]
+    assert "./deploy/redis:/etc/jarvis-ir/redis:ro" in redis["volumes"]
+    template = (ROOT / "deploy/redis/users.acl.template").read_text()
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        password = f"${{JARVIS_IR_REDIS_{name.upper()}_PASSWORD}}"
+        assert env["REDIS_URL"].startswith(f"redis://{name}:{password}@"), name
+        assert hostnet["services"][name]["environment"]["REDIS_URL"].startswith(
+            f"redis://{name}:{password}@127.0.0.1:"
+        )
+        assert f"JARVIS_IR_REDIS_{name.upper()}_PASSWORD" in redis["environment"]
+        assert f"user {name} on >${{JARVIS_IR_REDIS_{name.upper()}_PASSWORD}}" in template
+        assert env["JARVIS_ENVELOPE_KEY"].startswith("${JARVIS_ENVELOPE_KEY:?")
+        assert env["JARVIS_API_TOKEN"].startswith("${JARVIS_API_TOKEN:?")
+    with_approval_key = {
+        name
+        for name in APP_SERVICES
+        if "JARVIS_APPROVAL_KEY" in compose["services"][name]["environment"]
+    }
+    assert with_approval_key == {"recorder", "remediator"}
+    assert "user default on nopass resetkeys resetchannels -@all +ping" in template
+
+
+def test_every_service_can_serve_tls_from_the_mounted_folder(compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        volumes = compose["services"][name]["volumes"]
+        assert any(str(v).endswith(":/run/jarvis-ir/tls:ro") for v in volumes), name
