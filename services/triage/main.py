@@ -30,6 +30,7 @@ from services.triage.grouping import (
 )
 from services.triage.outbox import (
     GROUP,
+    automatic_resolution,
     derived_id,
     write_alert_change,
     write_incidents,
@@ -285,14 +286,10 @@ class Triage:
                 return auto_resolve(inc, now, self.quiet_period)
 
             def announce(inc: Incident) -> IncidentResolved:
-                return IncidentResolved(
-                    event_id=derived_id(inc.id, "auto-resolved"),
-                    producer=GROUP,
-                    incident_id=inc.id,
-                    correlation_id=inc.id,
-                    by=GROUP,
-                    automatic=True,
-                    note=f"all {inc.alert_count} alerts of the incident resolved and quiet for "
+                return automatic_resolution(
+                    inc,
+                    "auto-resolved",
+                    f"all {inc.alert_count} alerts of the incident resolved and quiet for "
                     f"{self.quiet_period.total_seconds():g}s",
                 )
 

@@ -26,6 +26,7 @@ from shared.events import (
 
 __all__ = [
     "GROUP",
+    "automatic_resolution",
     "derived_id",
     "write_alert_change",
     "write_incidents",
@@ -142,6 +143,19 @@ def write_note(batch: Batch, incident_id: str, text: str, *key: str) -> None:
             author=GROUP,
             text=text,
         )
+    )
+
+
+def automatic_resolution(inc: Incident, why: str, note: str) -> IncidentResolved:
+    """The IncidentResolved triage publishes when it closes an incident by itself."""
+    return IncidentResolved(
+        event_id=derived_id(inc.id, why),
+        producer=GROUP,
+        incident_id=inc.id,
+        correlation_id=inc.id,
+        by=GROUP,
+        automatic=True,
+        note=note,
     )
 
 

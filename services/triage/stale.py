@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from services.triage.grouping import Incident, Status
-from services.triage.outbox import GROUP, derived_id
+from services.triage.outbox import GROUP, automatic_resolution
 from shared.events import IncidentResolved
 
 if TYPE_CHECKING:
@@ -60,13 +60,9 @@ class StaleIncidents:
 
     def _announce(self, inc: Incident) -> IncidentResolved:
         hours = self._stale_after.total_seconds() / 3600
-        return IncidentResolved(
-            event_id=derived_id(inc.id, "stale"),
-            producer=GROUP,
-            incident_id=inc.id,
-            correlation_id=inc.id,
-            by=GROUP,
-            automatic=True,
-            note=f"closed as stale: none of its {inc.alert_count} alerts fired for {hours:g} h "
+        return automatic_resolution(
+            inc,
+            "stale",
+            f"closed as stale: none of its {inc.alert_count} alerts fired for {hours:g} h "
             "(their senders fell silent)",
         )

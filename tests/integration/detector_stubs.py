@@ -11,7 +11,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Route", "StubHTTP", "stub_http"]
+__all__ = ["Route", "StubHTTP", "pagerduty_event", "stub_http"]
+
+
+def pagerduty_event(
+    action: str, dedup_key: str | None, routing_key: str, **payload: Any
+) -> dict[str, Any]:
+    """An Events API v2 body as PagerDuty's senders write it (a trigger has a payload)."""
+    body: dict[str, Any] = {"routing_key": routing_key, "event_action": action}
+    if dedup_key:
+        body["dedup_key"] = dedup_key
+    if action == "trigger":
+        body["payload"] = {
+            "summary": "Backend API unresponsive",
+            "source": "jarvis-host",
+            "severity": "critical",
+            "component": "backend",
+            **payload,
+        }
+    return body
 
 
 @dataclass

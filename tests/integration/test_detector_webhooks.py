@@ -16,6 +16,7 @@ from services.triage.main import build as build_triage
 from shared.envelope import pagerduty_integration
 from shared.settings import Settings
 from tests.helpers import eventually, read_stream, running
+from tests.integration.detector_stubs import pagerduty_event
 
 pytestmark = pytest.mark.integration
 
@@ -212,19 +213,7 @@ async def test_grafana_alerting_then_ok(
 
 
 def _pd(action: str, dedup_key: str | None = None, **payload: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"routing_key": PD_KEY, "event_action": action}
-    if dedup_key:
-        body["dedup_key"] = dedup_key
-    if action == "trigger":
-        body["payload"] = {
-            "summary": "Backend API unresponsive",
-            "source": "jarvis-host",
-            "severity": "critical",
-            "component": "backend",
-            "class": "health",
-            **payload,
-        }
-    return body
+    return pagerduty_event(action, dedup_key, PD_KEY, **{"class": "health", **payload})
 
 
 async def _post_pd(

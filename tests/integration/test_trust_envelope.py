@@ -47,6 +47,11 @@ async def _incidents(client: httpx.AsyncClient, **query: str) -> list[dict[str, 
     return list(answer.json())
 
 
+async def _status_is(client: httpx.AsyncClient, incident_id: str, status: str) -> bool:
+    detail = (await client.get(f"/api/v1/incidents/{incident_id}")).json()
+    return bool(detail["status"] == status)
+
+
 async def _timeline(client: httpx.AsyncClient, incident_id: str) -> list[dict[str, Any]]:
     return list((await client.get(f"/api/v1/incidents/{incident_id}/timeline")).json())
 
@@ -69,11 +74,7 @@ async def test_sender_ids_cannot_erase_the_auto_resolution_of_an_incident(
         resolved = {**firing, "status": "resolved"}
         assert (await client.post("/api/v1/alerts", json=resolved, headers=_as(ALICE))).is_success
 
-        async def resolved_in_recorder() -> bool:
-            detail = (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
-            return bool(detail["status"] == "resolved")
-
-        await eventually(resolved_in_recorder)
+        await eventually(lambda: _status_is(client, incident["id"], "resolved"))
         timeline = await _timeline(client, incident["id"])
     resolution = [e for e in timeline if e["event_type"] == "IncidentResolved"]
     assert [e["event_id"] for e in resolution] == [future]  # triage's own id is intact
@@ -167,11 +168,7 @@ async def test_a_sender_can_only_resolve_what_it_raised(
         mine = {**outage, "status": "resolved"}
         assert (await client.post("/api/v1/alerts", json=mine, headers=_as(ALICE))).is_success
 
-        async def resolved() -> bool:
-            answer = (await client.get(f"/api/v1/incidents/{incident['id']}")).json()
-            return bool(answer["status"] == "resolved")
-
-        await eventually(resolved)
+        await eventually(lambda: _status_is(client, incident["id"], "resolved"))
     assert still["status"] == "open"
 
 

@@ -18,6 +18,7 @@ from services.triage.main import build as build_triage
 from shared.events import ActionRequested
 from shared.settings import Settings
 from tests.helpers import eventually, read_stream, running
+from tests.integration.detector_stubs import pagerduty_event
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +36,7 @@ _GRAFANA_BODY = {"alerts": [{"status": "firing", "labels": {"alertname": "Down"}
 
 
 def _pd(action: str, dedup_key: str, routing_key: str = PD_KEY) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "routing_key": routing_key,
-        "event_action": action,
-        "dedup_key": dedup_key,
-    }
-    if action == "trigger":
-        body["payload"] = {
-            "summary": "Backend API unresponsive",
-            "source": "jarvis-host",
-            "severity": "critical",
-            "component": "backend",
-        }
-    return body
+    return pagerduty_event(action, dedup_key, routing_key)
 
 
 async def test_every_ingress_wants_the_token_once_one_is_set(
