@@ -215,7 +215,12 @@ async def run(args: argparse.Namespace) -> int:
     with LocalCluster(workdir, database_url=database_url) as cluster:
         redis = Redis.from_url(cluster.redis_url)
         ceiling = await raw_ceiling(redis, 20_000 if quick else 100_000)
-        detector = cluster.add("detector", JARVIS_DETECTOR__PROBES_ENABLED="false")
+        detector = cluster.add(
+            "detector",
+            JARVIS_DETECTOR__PROBES_ENABLED="false",
+            # Every run names 50 new services: no cap on services the stack does not know.
+            JARVIS_DETECTOR__MAX_UNKNOWN_SERVICES="1000000",
+        )
         processes = {"detector": detector, "triage": cluster.add("triage")}
         processes["recorder"] = cluster.add("recorder")
         pids = {name: proc.pid for name, proc in processes.items()}

@@ -33,7 +33,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.pipeline import cpu_seconds, raw_ceiling
 from services.recorder.models import EventRow, IncidentRow
+from shared.bus import EventBus
 from shared.cluster import LocalCluster
+from shared.envelope import AlertAdmission
 from shared.events import (
     AlertCorrelated,
     AlertRaised,
@@ -43,7 +45,8 @@ from shared.events import (
     Severity,
     SeverityAssigned,
 )
-from shared.streams import ALL_STREAMS, stream_for
+from shared.keys import Signer, load_or_create_secret
+from shared.streams import ALL_STREAMS
 
 __all__ = ["main", "triage_output"]
 
@@ -98,12 +101,13 @@ def triage_output(alerts: int, run: str) -> tuple[list[Event], list[str]]:
     return events, incidents
 
 
-async def fill(redis: Redis, events: list[Event], batch: int = 1000) -> None:
+async def fill(redis: Redis, events: list[Event], workdir: Path, batch: int = 1000) -> None:
+    """The backlog as the detector and triage write it: the alerts sealed with the envelope
+    key the recorder will read from `workdir` (shared.envelope), so it takes them as stamped."""
+    key = load_or_create_secret(workdir / "secrets" / "envelope.key")
+    bus = EventBus(redis, maxlen=10_000_000, seal=AlertAdmission(Signer(key)).seal)
     for start in range(0, len(events), batch):
-        pipe = redis.pipeline(transaction=False)
-        for event in events[start : start + batch]:
-            pipe.xadd(stream_for(event).key, {"__data__": event.to_json()})
-        await pipe.execute()
+        await bus.publish_many(events[start : start + batch])
 
 
 async def _recorder_state(redis: Redis) -> list[bool] | None:
@@ -180,7 +184,7 @@ async def run(args: argparse.Namespace) -> int:
     with LocalCluster(workdir, database_url=database_url) as cluster:
         redis = Redis.from_url(cluster.redis_url)
         ceiling = await raw_ceiling(redis, 20_000 if args.quick else 100_000)
-        await fill(redis, events)
+        await fill(redis, events, workdir)
         elapsed, cores = await drain(redis, cluster, args.profile, timeout_s=1800)
         await redis.aclose()
         linked, opened = await stored(database_url, incidents)
