@@ -6,7 +6,8 @@ Every app built by `shared.runtime.build_app` runs `AccessMiddleware`, which ref
   * a write a browser sent from another site (`Origin`, `Sec-Fetch-Site` or `Referer` not
     ours) unless it carries a bearer token, which a browser never adds by itself;
   * a read without the operator's token when reads are protected (a token is set and the
-    server listens beyond loopback, or `http_protect_reads`), except `http_open_paths`.
+    server listens beyond loopback, or `http_protect_reads`), except `http_open_paths` and
+    the public status page.
     Browsers may send the token as the password of HTTP Basic, so the operator page and its
     event stream work in one.
 
@@ -105,12 +106,15 @@ class AccessPolicy:
         protect = settings.http_protect_reads
         if protect is None:
             protect = bool(settings.api_token) and not is_loopback(settings.http_host)
+        # The status page is public by design (CONTRACT §5), whoever else must show a token.
+        status = settings.recorder.status_page.path
+        public = {status, f"{status}/feed.atom", "/api/v1/status"}
         return cls(
             operator_token=settings.api_token or None,
             ingest_tokens=dict(settings.detector.ingest_tokens),
             allowed_hosts=None if "*" in names else frozenset(names),
             protect_reads=protect,
-            open_paths=frozenset(settings.http_open_paths),
+            open_paths=frozenset(settings.http_open_paths) | public,
         )
 
     @property

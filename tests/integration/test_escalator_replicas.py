@@ -103,7 +103,8 @@ async def test_racing_ticks_split_the_due_timers_without_overlap(redis: Redis) -
 
 def _url(redis: Redis) -> str:
     kwargs = redis.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    auth = f":{kwargs['password']}@" if kwargs.get("password") else ""
+    return f"redis://{auth}{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 async def _zcard_is(redis: Redis, n: int) -> bool:

@@ -142,10 +142,12 @@ async def test_trigger_before_the_incident_is_known_waits_for_its_severity(
 ) -> None:
     clock = ManualClock()
     incident, resolved = _incident(), _incident()
-    async with running(make_settings(), [build], clock=clock):
+    async with running(make_settings(), [build], clock=clock) as (_, runtime):
         bus = EventBus(redis, maxlen=10_000, producer="test")
         await bus.publish(_completed(incident, ActionOutcome.FAILED))
-        await bus.publish(
+        # Only an alert the detector stamped (sealed) may name its incident: a sender's
+        # incident_id is dropped (issue 18).
+        await runtime.bus("detector").publish(
             AlertRaised(service="postgres", incident_id=incident, data_loss=True, summary="WAL")
         )
         await eventually(

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.remediator import main as remediator
 from services.triage import main as triage
 from services.triage.store import Keys
+from shared.envelope import STREAM, owned_fingerprint
 from shared.events import AlertRaised, Level
 from shared.settings import Settings
 from shared.streams import ACTIONS_COMPLETED, ACTIONS_REQUESTED, ALERTS, INCIDENTS, SEVERITY
@@ -30,6 +31,12 @@ async def _publish(redis: Redis, alerts: list[AlertRaised], chunk: int = 1000) -
         for alert in alerts[start : start + chunk]:
             pipe.xadd(ALERTS.key, {"__data__": alert.to_json()})
         await pipe.execute()
+
+
+def _sent(fingerprint: str) -> str:
+    """The fingerprint an alert XADDed by another system has: within the `stream` sender's
+    namespace (shared.envelope)."""
+    return owned_fingerprint(STREAM, fingerprint)
 
 
 async def _drained(redis: Redis, key: str, group: str) -> bool:
@@ -77,7 +84,7 @@ async def test_storm_of_10000_alerts_over_10_fingerprints(
     assert len(correlated) == 5
     assert all(c["reason"].startswith("same service") for c in correlated)
     for k in range(10):
-        incident_id = (await redis.get(Keys.fingerprint(f"storm-fp-{k}"))).decode()
+        incident_id = (await redis.get(Keys.fingerprint(_sent(f"storm-fp-{k}")))).decode()
         assert incident_id in incidents
     assert await redis.scard(Keys.OPEN) == 5
 
@@ -118,7 +125,7 @@ async def test_two_triage_replicas_on_one_group_produce_no_duplicates(
     assert len(incidents) == 11
     opened = [e for e in assigned if e["previous_severity"] is None]
     assert len(opened) == 11
-    mapped = {fp: (await redis.get(Keys.fingerprint(fp))).decode() for fp, _ in fingerprints}
+    mapped = {fp: (await redis.get(Keys.fingerprint(_sent(fp)))).decode() for fp, _ in fingerprints}
     assert len(set(mapped.values())) == 11
     assert len({mapped[f"b-{k}"] for k in range(10)} | {mapped[f"p-{k}"] for k in range(10)}) == 1
 

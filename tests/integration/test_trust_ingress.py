@@ -232,6 +232,9 @@ async def test_reads_need_the_token_beyond_loopback(
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
         assert (await client.get("/api/v1/incidents")).status_code == 401
+        # The status page is public whatever else is protected (CONTRACT §5).
+        for public in ("/status", "/status/feed.atom", "/api/v1/status"):
+            assert (await client.get(public)).status_code == 200, public
 
 
 async def test_reads_stay_open_on_loopback_unless_asked(
