@@ -55,7 +55,11 @@ async def test_news_goes_where_the_runbook_says_by_severity_and_audience(
                 escalator={
                     "notifier": {
                         "retry": FAST_RETRY,
-                        "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port},
+                        "email": {
+                            "smtp_host": "127.0.0.1",
+                            "smtp_port": smtp_port,
+                            "starttls": False,
+                        },
                     },
                     # Levels notify by e-mail only, so the Slack posts here are the routes'.
                     "levels": {

@@ -80,7 +80,7 @@ async def test_a_rotation_hands_off_mid_incident_and_an_override_takes_the_next_
                 tmp_path,
                 notifier={
                     "retry": FAST_RETRY,
-                    "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port},
+                    "email": {"smtp_host": "127.0.0.1", "smtp_port": smtp_port, "starttls": False},
                 },
                 routes={
                     "critical": {"slack_webhook_url": critical.url, "emails": []},
