@@ -16,7 +16,7 @@ zoneinfo (tzdata) knows the zones.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -53,7 +53,7 @@ _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def canonical_service(name: str, aliases: dict[str, str]) -> str:
+def canonical_service(name: str, aliases: Mapping[str, str]) -> str:
     """CONTRACT §5: lower case, `sutazai-` prefix dropped, then the configured aliases."""
     plain = name.strip().lower().removeprefix("sutazai-")
     return aliases.get(plain, plain)

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from shared.bus import as_text
 from shared.settings import Settings
-from shared.settings.triage import canonical_service
+from shared.silences import canonical_service
 
 __all__ = ["ServiceBudget", "known_services"]
 

@@ -105,13 +105,14 @@ class Verdict:
     targets: tuple[str, ...] = ()
 
 
-def is_dangerous(request: ActionRequested, s: RemediatorSettings) -> bool:
+def is_dangerous(request: ActionRequested, s: RemediatorSettings | None = None) -> bool:
     """Needs an operator's approval: the request says so, the action is one of the runbook's
-    destructive commands, or the configuration lists it (`approval_required`)."""
+    destructive commands, or the configuration lists it (`approval_required`, when `s` is
+    given)."""
     return (
         request.dangerous
         or request.action in {a.value for a in DANGEROUS_ACTIONS}
-        or request.action in s.approval_required
+        or (s is not None and request.action in s.approval_required)
     )
 
 

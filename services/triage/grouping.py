@@ -20,7 +20,7 @@ from services.triage.incident import AlertSlot, Incident, Status
 from services.triage.rules import most_severe, one_level_up
 from shared.events import AlertRaised, Severity
 from shared.settings import TriageSettings
-from shared.settings.triage import canonical_service
+from shared.silences import canonical_service
 
 __all__ = [
     "AlertSlot",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,14 +13,7 @@ from pydantic import (
     field_validator,
 )
 
-__all__ = ["TriageRule", "TriageSettings", "canonical_service"]
-
-
-def canonical_service(name: str, aliases: Mapping[str, str]) -> str:
-    """`sutazai-postgres`, `PostgreSQL` and `postgres` are one service (CONTRACT §5):
-    lower case, no `sutazai-` prefix, then `aliases` (lower-case keys and values)."""
-    name = name.strip().lower().removeprefix("sutazai-")
-    return aliases.get(name, name)
+__all__ = ["TriageRule", "TriageSettings"]
 
 
 class TriageRule(BaseModel):

@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
             {"jarvis-redis": {"url": _url(port, "admin", passwords["admin"], db=9)}}
         ),
         "JARVIS_REMEDIATOR__TICK_S": "0.2",
+        # Level 3 (data loss) reaches whoever is on call: the escalator reads the overrides.
+        "JARVIS_ESCALATOR__SCHEDULES": json.dumps({"primary": {"members": ["oncall-acl"]}}),
+        "JARVIS_ESCALATOR__LEVELS__LEVEL_3__CONTACTS": '["schedule:primary"]',
     }
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with LocalCluster(
@@ -125,6 +129,33 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
         detector = cluster.services["detector"].url
         recorder = cluster.services["recorder"].url
         with httpx.Client(timeout=10, headers=auth) as http:
+            # Operators' state in Redis: a silence (triage and the remediator read it) and an
+            # on-call override (the escalator reads it).
+            now = datetime.now(UTC)
+            silence = http.post(
+                f"{recorder}/api/v1/silences",
+                json={
+                    "matchers": [
+                        {"name": "service", "value": "grafana", "isRegex": False, "isEqual": True}
+                    ],
+                    "starts_at": now.isoformat(),
+                    "ends_at": (now + timedelta(hours=1)).isoformat(),
+                    "comment": "ACL test",
+                    "created_by": "alice",
+                },
+            )
+            assert silence.status_code == 201, silence.text
+            override = http.post(
+                f"{recorder}/api/v1/schedules/primary/overrides",
+                json={
+                    "person": "oncall-acl",
+                    "starts_at": now.isoformat(),
+                    "ends_at": (now + timedelta(hours=2)).isoformat(),
+                    "by": "alice",
+                },
+            )
+            assert override.status_code == 201, override.text
+            assert http.get(f"{recorder}/api/v1/oncall").status_code == 200
             sent = http.post(
                 f"{detector}/api/v1/alerts",
                 json={
