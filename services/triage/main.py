@@ -363,7 +363,7 @@ def build(runtime: Runtime) -> Service:
         settings,
         TriageStore(runtime.redis, maxlen),
         runtime.clock.now,
-        Silencing(runtime.redis, maxlen),
+        Silencing(runtime.redis, maxlen, runtime.alert_admission.seal),
     )
 
     stale = StaleIncidents(triage, timedelta(seconds=settings.stale_after_s))

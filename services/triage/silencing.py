@@ -17,7 +17,7 @@ removed and the copy added in one script, only if the entry is still the one rea
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from services.triage.outbox import GROUP, derived_id
 from services.triage.store import DONE_TTL_S, Batch, Keys
-from shared.bus import DATA_FIELD, as_text
+from shared.bus import DATA_FIELD, SEAL_FIELD, as_text
 from shared.events import AlertRaised, AlertSilenced
 from shared.silence_store import SilenceWatch
 from shared.silences import SilenceIndex, Window, alert_labels
@@ -35,11 +35,13 @@ __all__ = ["SILENCED", "Silenced", "Silencing"]
 
 SILENCED = Keys.PREFIX + "silenced"
 
-# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, maxlen, alert JSON.
+# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, maxlen, alert JSON,
+# its seal (the envelope is the detector's, as stamped: shared.envelope).
 _RELEASE = f"""
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{DATA_FIELD}', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{DATA_FIELD}', ARGV[4],
+  '{SEAL_FIELD}', ARGV[5])
 return 1
 """
 
@@ -72,9 +74,12 @@ class Silenced:
 class Silencing:
     """The silences as triage applies them (see the module's docstring)."""
 
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis, maxlen: int, seal: Callable[[str], str]) -> None:
         self._redis = redis
         self._maxlen = maxlen
+        # An alert put back keeps the envelope the detector gave it: sealed again, or every
+        # reader would take it for another system's claim (and namespace its fingerprint).
+        self._seal = seal
         self._watch = SilenceWatch(redis)
         self._release = redis.register_script(_RELEASE)
 
@@ -149,11 +154,13 @@ class Silencing:
                     "causation_id": None,
                 }
             )
+            data = again.to_json()
             args: list[str | int] = [
                 as_text(fingerprint),
                 as_text(raw),
                 self._maxlen,
-                again.to_json(),
+                data,
+                self._seal(data),
             ]
             released += int(await self._release(keys=[SILENCED, ALERTS.key], args=args))
         return released

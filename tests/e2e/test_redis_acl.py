@@ -117,7 +117,9 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
         ),
         "JARVIS_REMEDIATOR__TICK_S": "0.2",
         # Level 3 (data loss) reaches whoever is on call: the escalator reads the overrides.
-        "JARVIS_ESCALATOR__SCHEDULES": json.dumps({"primary": {"members": ["oncall-acl"]}}),
+        "JARVIS_ESCALATOR__SCHEDULES": json.dumps(
+            {"primary": {"members": ["oncall-acl@example.org"]}}
+        ),
         "JARVIS_ESCALATOR__LEVELS__LEVEL_3__CONTACTS": '["schedule:primary"]',
     }
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -148,7 +150,7 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
             override = http.post(
                 f"{recorder}/api/v1/schedules/primary/overrides",
                 json={
-                    "person": "oncall-acl",
+                    "person": "oncall-acl@example.org",
                     "starts_at": now.isoformat(),
                     "ends_at": (now + timedelta(hours=2)).isoformat(),
                     "by": "alice",
@@ -181,7 +183,8 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
             def incidents() -> list[dict[str, Any]]:
                 return list(http.get(f"{recorder}/api/v1/incidents").json())
 
-            _wait(lambda: len(incidents()) >= 3, "three incidents recorded")
+            # The XADDed grafana alert is silenced: triage read the silence and opened nothing.
+            _wait(lambda: len(incidents()) >= 2, "two incidents recorded")
             assert (
                 http.post(
                     f"{detector}/webhooks/pagerduty", json={**pd, "event_action": "acknowledge"}

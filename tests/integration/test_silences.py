@@ -181,6 +181,9 @@ async def test_a_silenced_alert_opens_no_incident_pages_nobody_and_returns_when_
         await client.delete(f"/api/v1/silences/{silence_id}", headers=AUTH)
         (reopened,) = await eventually(lambda: incidents("backend"), timeout=15)
         assert reopened["severity"] == "P0"
+        # Put back with the detector's envelope (sealed by triage): triage knows it under the
+        # same fingerprint, so the sender's resolve still ends it.
+        assert await redis.get(f"jarvis:triage:fp:{first.fingerprint}") is not None
         alerts = [a for a in await read_stream(redis, ALERTS.key) if a["service"] == "backend"]
         assert len(alerts) == 3  # the alert, its repeat, and the copy put back at expiry
         assert alerts[-1]["fingerprint"] == first.fingerprint

@@ -14,12 +14,16 @@ from redis.asyncio import Redis
 from services.triage.main import Triage
 from services.triage.silencing import Silencing
 from services.triage.store import Keys, TriageStore
+from shared.envelope import AlertAdmission
 from shared.events import AlertRaised, AlertStatus, Event, Level
+from shared.keys import Signer
 from shared.settings import Settings
 from shared.streams import ACTIONS_REQUESTED, INCIDENTS, SEVERITY
 from tests.helpers import read_stream
 
 pytestmark = pytest.mark.integration
+# Alerts put back after a silence are sealed as the detector's (shared.envelope).
+_SEAL = AlertAdmission(Signer("envelope-key-of-the-triage-batch-tests")).seal
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -80,7 +84,7 @@ def _triage(settings: Settings, redis: Redis) -> Triage:
         settings.triage,
         TriageStore(redis, 10_000),
         lambda: T0 + timedelta(seconds=10),
-        Silencing(redis, 10_000),
+        Silencing(redis, 10_000, _SEAL),
     )
 
 
@@ -118,7 +122,7 @@ async def test_a_batch_that_loses_a_race_is_split_and_still_applied_once(
     settings = make_settings(triage={"playbooks_enabled": False})
     store = TriageStore(redis, 10_000)
     triage = Triage(
-        settings.triage, store, lambda: T0 + timedelta(seconds=10), Silencing(redis, 10_000)
+        settings.triage, store, lambda: T0 + timedelta(seconds=10), Silencing(redis, 10_000, _SEAL)
     )
     commit = store.commit
     lost: list[int] = []
