@@ -27,7 +27,7 @@ import redis as redis_sync
 
 from shared.events import Level, Severity, SeverityAssigned, utcnow
 from tests.e2e.browser import chromium
-from tests.e2e.test_up import start_up
+from tests.e2e.test_up import embedded_redis_url, start_up
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         "JARVIS_REMEDIATOR__DOCKER_URL": f"unix://{tmp_path / 'no-docker.sock'}",
     }
     proc, url, redis_port, log = start_up(tmp_path, settings)
-    system = Up(url, f"redis://127.0.0.1:{redis_port}/0", log)
+    system = Up(url, embedded_redis_url(tmp_path, redis_port), log)
     try:
         yield system
     finally:

@@ -87,12 +87,17 @@ def start_up(
     return proc, base, redis_port, log
 
 
+def embedded_redis_url(workdir: Path, port: int) -> str:
+    """The URL of the Redis `jarvis-ir up` embedded (in `workdir`): it wants the password
+    `up` made under the data directory."""
+    password = (workdir / "var" / "secrets" / "redis.password").read_text().strip()
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     proc, base, redis_port, log = start_up(tmp_path, {"JARVIS_DETECTOR__PROBE_INTERVAL_S": "0.5"})
-    # The embedded Redis wants the password `up` made under the data directory.
-    password = (tmp_path / "var" / "secrets" / "redis.password").read_text().strip()
-    yield System(base, f"redis://:{password}@127.0.0.1:{redis_port}/0", log)
+    yield System(base, embedded_redis_url(tmp_path, redis_port), log)
     proc.send_signal(signal.SIGTERM)
     try:
         assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]

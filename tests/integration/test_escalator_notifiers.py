@@ -365,7 +365,9 @@ async def test_the_smtp_password_never_goes_out_in_clear(
         email["smtp_port"] = smtp_port
         with pytest.raises(ConfigError, match="allow_plaintext_auth"):
             make_settings(escalator={"notifier": {"email": {**email, "starttls": False}}})
-        settings = make_settings(escalator={"notifier": {"retry": FAST_RETRY, "email": email}})
+        settings = make_settings(
+            escalator={"routes": NO_ROUTE_MAIL, "notifier": {"retry": FAST_RETRY, "email": email}}
+        )
         async with running(settings, [build]):
             await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
             sent = await eventually(lambda: _has(redis, incident, 1))
