@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.escalator
     policy = Policy.from_settings(settings)
-    store = EscalatorStore(runtime.redis, runtime.settings.consumer.stream_maxlen)
+    store = EscalatorStore(runtime.redis)
     oncall = OnCallResolver(settings, OverrideStore(runtime.redis))
     escalations = Escalations(store, runtime.clock, policy, oncall)
     client = httpx.AsyncClient(follow_redirects=False)

@@ -253,8 +253,6 @@ def make_command_router(
     ) -> Accepted:
         """Refuse an action waiting for approval (publishes ActionRefused; the remediator
         answers it `rejected`, naming who refused and why, and it never runs)."""
-        return await commands.refuse(
-            action_id, body.by, body.reason, idempotency_key, body.action
-        )
+        return await commands.refuse(action_id, body.by, body.reason, idempotency_key, body.action)
 
     return router

@@ -359,12 +359,11 @@ class _Prepared:
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.triage
-    maxlen = runtime.settings.consumer.stream_maxlen
     triage = Triage(
         settings,
-        TriageStore(runtime.redis, maxlen),
+        TriageStore(runtime.redis),
         runtime.clock.now,
-        Silencing(runtime.redis, maxlen),
+        Silencing(runtime.redis),
     )
 
     async def resolver() -> None:

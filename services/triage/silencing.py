@@ -35,11 +35,11 @@ __all__ = ["SILENCED", "Silenced", "Silencing"]
 
 SILENCED = Keys.PREFIX + "silenced"
 
-# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, maxlen, alert JSON.
+# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, alert JSON.
 _RELEASE = f"""
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{DATA_FIELD}', ARGV[4])
+redis.call('XADD', KEYS[2], '*', '{DATA_FIELD}', ARGV[3])
 return 1
 """
 
@@ -72,9 +72,8 @@ class Silenced:
 class Silencing:
     """The silences as triage applies them (see the module's docstring)."""
 
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         self._watch = SilenceWatch(redis)
         self._release = redis.register_script(_RELEASE)
 
@@ -152,7 +151,6 @@ class Silencing:
             args: list[str | int] = [
                 as_text(fingerprint),
                 as_text(raw),
-                self._maxlen,
                 again.to_json(),
             ]
             released += int(await self._release(keys=[SILENCED, ALERTS.key], args=args))

@@ -139,7 +139,7 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
                 }
             )
             async with running(settings, [build], clock=clock) as (client, _):
-                bus = EventBus(redis, maxlen=10_000, producer="test")
+                bus = EventBus(redis, producer="test")
                 await bus.publish(severity_event(incident, Severity.P0, clock.now()))
                 await eventually(lambda: redis.exists(f"jarvis:escalator:timers:{incident}"))
                 clock.advance(timedelta(minutes=15))
@@ -213,7 +213,7 @@ async def test_retries_with_backoff_on_5xx_and_timeouts(
                 }
             )
             async with running(settings, [build]):
-                await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+                await EventBus(redis).publish(_escalation(incident))
                 sent = await eventually(lambda: _has(redis, incident, 3))
     assert sent["webhook"]["delivered"] is True
     assert sent["webhook"]["attempts"] == 3
@@ -243,7 +243,7 @@ async def test_permanent_failures_are_not_retried_and_exhausted_retries_are_reco
             }
         )
         async with running(settings, [build]):
-            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            await EventBus(redis).publish(_escalation(incident))
             sent = await eventually(lambda: _has(redis, incident, 3))
     assert (sent["slack"]["delivered"], sent["slack"]["attempts"]) == (False, 1)
     assert "HTTP 400" in sent["slack"]["detail"]
@@ -262,7 +262,7 @@ async def test_redelivered_escalation_never_notifies_twice(
             escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}}
         )
         async with running(settings, [build]):
-            bus = EventBus(redis, maxlen=10_000)
+            bus = EventBus(redis)
             escalation = _escalation(incident)
             await bus.publish(escalation)
             await eventually(lambda: _has(redis, incident, 1))
@@ -286,7 +286,7 @@ async def test_delivery_in_flight_elsewhere_is_taken_over_when_its_lease_runs_ou
         key = f"jarvis:escalator:sent:{incident}:time:900s:L2:webhook"
         await redis.set(key, "sending:dead-replica", px=1500)
         async with running(settings, [build]):
-            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            await EventBus(redis).publish(_escalation(incident))
             await asyncio.sleep(0.5)
             assert hook.requests == []  # not while the lease holds
             sent = await eventually(lambda: _has(redis, incident, 1), timeout=15)
@@ -299,7 +299,7 @@ async def test_level_without_any_configured_channel_is_recorded_as_undelivered(
 ) -> None:
     incident = _incident()
     async with running(make_settings(), [build]):
-        await EventBus(redis, maxlen=10_000).publish(_escalation(incident, level=5))
+        await EventBus(redis).publish(_escalation(incident, level=5))
         sent = await eventually(lambda: _has(redis, incident, 1))
     assert sent["none"]["delivered"] is False
     assert "no configured channel for level 5" in sent["none"]["detail"]
