@@ -38,6 +38,7 @@ from services.triage.outbox import (
 )
 from services.triage.silencing import Silenced, Silencing
 from services.triage.store import AlertQuery, Batch, Keys, TriageStore
+from shared.consumer import Retryable
 from shared.events import (
     ActionCompleted,
     AlertRaised,
@@ -58,8 +59,9 @@ log = logging.getLogger(__name__)
 _MAX_ATTEMPTS = 200
 
 
-class Contention(RuntimeError):
-    """The state kept changing under us; the consumer retries the entry later."""
+class Contention(Retryable):
+    """The state kept changing under us (other replicas committing): the consumer retries
+    the entry with backoff, without counting it against the entry, as for an outage."""
 
 
 class Triage:
