@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from services.remediator.guardrails import FixRecord
 from shared.bus import as_text
 from shared.events import ActionCompleted, ActionRequested
+from shared.settings.remediator import REQUEST_TTL_S
 from shared.streams import ACTIONS_COMPLETED
 
 __all__ = ["PREFIX", "RemediatorState"]
@@ -25,7 +26,7 @@ __all__ = ["PREFIX", "RemediatorState"]
 PREFIX = "jarvis:remediator"
 PENDING = f"{PREFIX}:pending"
 INFLIGHT = f"{PREFIX}:inflight"
-_TTL_S = 7 * 24 * 3600
+_TTL_S = REQUEST_TTL_S  # approval_timeout_s is capped below it (shared/settings/remediator.py)
 
 # KEYS: claim, inflight, request. ARGV: action id, deadline, request JSON, ttl.
 _CLAIM = """
@@ -168,6 +169,10 @@ class RemediatorState:
         key = PENDING if which == "pending" else INFLIGHT
         ids = await self._redis.zrangebyscore(key, "-inf", _epoch(now), start=0, num=limit)
         return [as_text(i) for i in ids]
+
+    async def forget(self, which: str, action_id: str) -> None:
+        """Drop an id whose request is gone (expired or deleted): nothing can answer it."""
+        await self._redis.zrem(PENDING if which == "pending" else INFLIGHT, action_id)
 
     async def expire(self, which: str, completion: ActionCompleted, now: datetime) -> bool:
         """Finish an overdue action with `completion`, if it is still overdue."""
