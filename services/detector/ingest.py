@@ -28,6 +28,10 @@ def parse_alerts(body: bytes, *, source: AlertSource, producer: str) -> list[Ale
         raise IngestError(
             [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]
         ) from exc
+    except RecursionError as exc:  # a deeply nested body: refused, not a server error
+        raise IngestError(
+            [{"loc": ["body"], "msg": "JSON nested too deeply", "type": "json"}]
+        ) from exc
     items = data if isinstance(data, list) else [data]
     if not items:
         raise IngestError([{"loc": ["body"], "msg": "empty list", "type": "value_error"}])
@@ -41,6 +45,8 @@ def parse_alerts(body: bytes, *, source: AlertSource, producer: str) -> list[Ale
         item = {"source": source.value, **item, "producer": item.get("producer") or producer}
         try:
             alerts.append(AlertRaised.model_validate(item))
+        except RecursionError:
+            errors.append({"loc": prefix, "msg": "nested too deeply", "type": "value_error"})
         except ValidationError as exc:
             errors.extend(
                 {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
