@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from shared.cluster import jarvis_ir_command
+from shared.cluster import jarvis_ir_command, wait_until
 from shared.embedded_redis import free_port
 
 __all__ = ["main"]
@@ -90,16 +90,6 @@ def _config(workdir: Path, backend_port: int, redis_port: int, container: str) -
     return path
 
 
-def _wait(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not happen within {timeout_s:g} s")
-
-
 def run() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jarvis-d2r-"))
     backend_port, redis_port, http_port = free_port(), free_port(), free_port()
@@ -134,13 +124,13 @@ def run() -> int:
     )
     client = httpx.Client(base_url=base, timeout=5)
     try:
-        _wait(lambda: _get(client, "/health") is not None, 60, "jarvis-ir up answering")
-        _wait(lambda: _get(f"http://127.0.0.1:{backend_port}", "/health"), 10, "backend")
+        wait_until(lambda: _get(client, "/health") is not None, 60, "jarvis-ir up answering")
+        wait_until(lambda: _get(f"http://127.0.0.1:{backend_port}", "/health"), 10, "backend")
         time.sleep(3)  # a few healthy probe rounds first
 
         killed = time.monotonic()
         _docker("kill", container)
-        incident = _wait(
+        incident = wait_until(
             lambda: _first(_get(client, "/api/v1/incidents?service=backend")), 60, "an incident"
         )
         detected = time.monotonic() - killed
@@ -153,11 +143,11 @@ def run() -> int:
                     return dict(event)
             return None
 
-        restarted = _wait(lambda: step_done("docker.restart"), 60, "the restart")
+        restarted = wait_until(lambda: step_done("docker.restart"), 60, "the restart")
         restarted_at = time.monotonic() - killed
-        verified = _wait(lambda: step_done("verify.all"), 60, "the verification")
+        verified = wait_until(lambda: step_done("verify.all"), 60, "the verification")
         verified_at = time.monotonic() - killed
-        _wait(
+        wait_until(
             lambda: (
                 (_get(client, f"/api/v1/incidents/{incident['id']}") or {}).get("status")
                 == "resolved"

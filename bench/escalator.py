@@ -59,13 +59,13 @@ async def run(incidents: int, url: str) -> None:
     started = time.perf_counter()
     pipe = redis.pipeline(transaction=False)
     for payload in events:
-        pipe.xadd("bench:baseline", {"__data__": payload}, maxlen=1_000_000, approximate=True)
+        pipe.xadd("bench:baseline", {"__data__": payload})
     await pipe.execute()
     baseline = time.perf_counter() - started
 
     clock = ManualClock()
     policy = Policy.from_settings(EscalatorSettings())
-    escalations = Escalations(EscalatorStore(redis, 1_000_000), clock, policy)
+    escalations = Escalations(EscalatorStore(redis), clock, policy)
     opened = clock.now()
     started = time.perf_counter()
     for i in range(incidents):

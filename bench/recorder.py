@@ -105,7 +105,7 @@ async def fill(redis: Redis, events: list[Event], workdir: Path, batch: int = 10
     """The backlog as the detector and triage write it: the alerts sealed with the envelope
     key the recorder will read from `workdir` (shared.envelope), so it takes them as stamped."""
     key = load_or_create_secret(workdir / "secrets" / "envelope.key")
-    bus = EventBus(redis, maxlen=10_000_000, seal=AlertAdmission(Signer(key)).seal)
+    bus = EventBus(redis, seal=AlertAdmission(Signer(key)).seal)
     for start in range(0, len(events), batch):
         await bus.publish_many(events[start : start + batch])
 

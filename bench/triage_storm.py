@@ -8,9 +8,9 @@ redis-server unless --redis-url / REDIS_URL names one; the bench flushes that da
 
 * ceiling: pipelined XADD of every alert, then XREADGROUP (COUNT 1000) and pipelined XACK
   until the group has read and acknowledged everything — what Redis Streams alone allow;
-* consumer layer: the project's own consumer (shared/consumer.py over FastStream) with a
+* consumer layer: the project's own consumer (shared/stream_consumer.py) with a
   handler that does nothing — the cost every service pays before its own work;
-* triage: the triage service hosted in-process as in production (FastStream consumer
+* triage: the triage service hosted in-process as in production (its consumer
   group, classification, grouping, atomic commits, playbook starts); the same alerts are
   published the same way and the clock stops when the group has acknowledged the last one.
 
@@ -139,7 +139,6 @@ async def _hosted(
 
 async def _run(alerts: int, fingerprints: int, services: int, url: str | None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("faststream").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="jarvis-bench-") as tmp:
         server = None if url else EmbeddedRedis(Path(tmp))
         url = url or server.start() if server else url

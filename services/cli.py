@@ -67,7 +67,11 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
             log.error("REDIS_URL is required for `serve` (only `up` embeds a Redis server)")
             return 2
         embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
-        redis_url = embedded.start()
+        try:
+            redis_url = embedded.start()
+        except RuntimeError as exc:  # port taken, no binary, …: say so, no traceback
+            print(f"jarvis-ir: embedded Redis: {exc}", file=sys.stderr)
+            return 2
         log.info(
             "embedded redis-server on 127.0.0.1:%d (data in %s)", embedded.port, embedded.data_dir
         )

@@ -45,11 +45,13 @@ DANGEROUS_ACTIONS: frozenset[ActionName] = frozenset(
 )
 
 # What needs an operator's approval unless `remediator.approval_required` says otherwise:
-# everything that stops or deletes beyond a single restart, and resource limits (a memory
-# limit is a way to stop a container). The destructive commands always need it.
+# everything that stops a container for good or deletes, beyond a restart. The destructive
+# commands always need it. Not by default, because the runbook runs them as automatic
+# containment and each leaves every container running: its ordered restart (stop backend →
+# restart PostgreSQL → wait → start backend, Phase 3 "Database Issues") and its resource
+# limits on Ollama (Phase 3 "Resource Protection"). Waiting for a human there would leave
+# a P0 database outage open until someone wakes up; add them to the setting to require it.
 APPROVAL_BY_DEFAULT: frozenset[ActionName] = DANGEROUS_ACTIONS | {
     ActionName.DOCKER_STOP,
     ActionName.DOCKER_RECREATE,
-    ActionName.DOCKER_UPDATE_LIMITS,
-    ActionName.RECOVERY_ORDERED_RESTART,
 }

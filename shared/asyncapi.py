@@ -70,8 +70,9 @@ def asyncapi_document(redis_host: str = "127.0.0.1:10379") -> dict[str, Any]:
     channels["dead_letter"] = {
         "address": DEAD_LETTER,
         "description": (
-            "Entries that were not valid events, or failed too often: flat fields `stream`, "
-            "`entry_id`, `group`, `reason`, `deliveries`, `dead_at`, `payload`, `history`."
+            "Entries that were not valid events (one record each), or failed too often (one "
+            "record per consumer group that gave up): flat fields `stream`, `entry_id`, "
+            "`group`, `reason`, `deliveries`, `dead_at`, `payload`, `history`."
         ),
     }
     return {

@@ -14,20 +14,36 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from shared.embedded_redis import EmbeddedRedis, free_port
 
-__all__ = ["LocalCluster", "ServiceProcess", "jarvis_ir_command"]
+T = TypeVar("T")
+
+__all__ = ["LocalCluster", "ServiceProcess", "jarvis_ir_command", "wait_until"]
 
 
 def jarvis_ir_command() -> list[str]:
     """The installed `jarvis-ir` next to this Python, else `python -m services.cli`."""
     found = shutil.which("jarvis-ir", path=str(Path(sys.executable).parent))
     return [found] if found else [sys.executable, "-m", "services.cli"]
+
+
+def wait_until(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `check` until it returns something truthy, and return that; TimeoutError
+    naming `what` when it does not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not happen within {timeout_s:g} s")
 
 
 @dataclass

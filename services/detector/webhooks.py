@@ -83,6 +83,10 @@ def _json(body: bytes) -> Any:
         raise PayloadError(
             [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}]
         ) from exc
+    except RecursionError as exc:  # a deeply nested body: refused, not a server error
+        raise PayloadError(
+            [{"loc": ["body"], "msg": "JSON nested too deeply", "type": "json_invalid"}]
+        ) from exc
 
 
 def build_router(

@@ -1,10 +1,16 @@
 """Delivering escalations: each EscalationDue goes to its level's channels, once.
 
-Per (incident, step, channel) a Redis key is claimed with SET NX and a lease before
-sending, and replaced by the recorded `NotificationSent` afterwards. A redelivered
-EscalationDue (crash, reclaim, second replica) therefore never notifies twice: a finished
-delivery is only re-published (same event id), and one in flight elsewhere is left to its
-owner — if that owner dies, its lease runs out and the redelivery sends it.
+Each (incident, step, channel) is a delivery in the durable outbox (outbox.py). The
+handler adds it, holding it for one try's lease, and tries at once; a transient failure
+puts it back in the outbox for later (backoff, Retry-After), so the consumer moves on to
+other pages, and every replica's retry loop tries due deliveries again until the
+deadline (`notifier.retry.deadline_s`, 1 h by default). Waits and leases are real time
+(Redis' clock); the deadline is measured on the runtime clock, like the escalation
+matrix, so tests can drive it. A replica that dies mid-try
+leaves the delivery to come due when its lease ends (2 × timeout_s + 5 s): another
+replica sends it then. A redelivered EscalationDue finds its delivery known and adds
+nothing. The outcome — delivered, refused, or given up at the deadline — is one
+`NotificationSent` on the timeline, written in the same script that makes it final.
 """
 
 from __future__ import annotations
@@ -12,37 +18,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import replace
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
 from services.escalator.messages import Notification
-from services.escalator.notifiers import DeliveryResult, Notifier, deliver
+from services.escalator.notifiers import DeliveryResult, Notifier, attempt, retry_wait
 from services.escalator.oncall import OnCallResolver
+from services.escalator.outbox import Enqueued, Outbox, PendingDelivery
 from services.escalator.policy import Policy
 from services.escalator.routing import route_channels
 from services.escalator.store import EscalatorStore
-from shared.bus import EventBus, as_text
 from shared.clock import Clock
 from shared.events import EscalationDue, Event, NotificationSent, scrub
 from shared.settings import RetrySettings, RoutesSettings
 
-__all__ = ["Dispatcher", "InFlightElsewhere"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 _NS = uuid.UUID("3c1d6a52-8e4f-4b7a-9f20-6a5b4c3d2e1f")
 _DONE_TTL_S = 30 * 24 * 3600
+_RETRY_BATCH = 50
 
 NOTIFICATIONS = Counter(
     "jarvis_escalator_notifications_total",
-    "Notifications attempted by the escalator, by channel and result.",
+    "Notification tries of the escalator, by channel and result: delivered, failed (final: "
+    "refused, or still failing at the deadline), retry (a transient failure, tried again).",
     ["channel", "result"],
 )
-
-
-class InFlightElsewhere(RuntimeError):
-    """Another consumer is delivering this notification; retry after its lease."""
+WAITING = Gauge(
+    "jarvis_escalator_notifications_waiting",
+    "Notifications in the outbox: waiting for a retry or being tried.",
+)
 
 
 class Dispatcher:
@@ -50,7 +59,6 @@ class Dispatcher:
         self,
         *,
         redis: Redis,
-        bus: EventBus,
         store: EscalatorStore,
         notifiers: dict[str, Notifier],
         retry: RetrySettings,
@@ -61,21 +69,27 @@ class Dispatcher:
         oncall: OnCallResolver | None = None,
     ) -> None:
         self._redis = redis
-        self._bus = bus
         self._store = store
         self._notifiers = notifiers
         self._retry = retry
         self._clock = clock
-        self._instance = instance
+        self._token = f"{instance}:{uuid.uuid4().hex[:8]}"
         self._current_policy = current_policy
         self._routes = routes
         self._oncall = oncall
-        worst = retry.max_attempts * (retry.timeout_s + retry.backoff_max_s)
-        self._lease_ms = int((worst + 30) * 1000)
+        self._outbox = Outbox(redis)
+        # One try is bounded by try_s; the lease outlasts it, so a live replica keeps its
+        # delivery, and a dead one's comes due again within lease_s.
+        self._try_s = retry.timeout_s * 2
+        self.lease_s = self._try_s + 5.0
 
     @property
     def channels(self) -> list[str]:
         return sorted(self._notifiers)
+
+    async def waiting(self) -> int:
+        """Notifications in the outbox (waiting for a retry, or being tried)."""
+        return await self._outbox.waiting()
 
     async def on_escalation(self, event: EscalationDue) -> None:
         """Send one escalation over every configured channel of its level."""
@@ -172,60 +186,92 @@ class Dispatcher:
     def _key(self, notification: Notification, channel: str) -> str:
         return f"jarvis:escalator:sent:{notification.incident_id}:{notification.step}:{channel}"
 
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
     async def _once(self, notification: Notification, channel: str, cause: Event) -> None:
+        """Add the delivery to the outbox and try it now, unless it is known already (a
+        redelivery): then it is final, or the outbox will try it."""
         key = self._key(notification, channel)
-        owner = f"sending:{self._instance}"
-        claimed = await self._redis.set(key, owner, nx=True, px=self._lease_ms)
-        if not claimed:
-            recorded = await self._redis.get(key)
-            if recorded is not None and as_text(recorded).startswith("{"):
-                # Delivered (or given up) before: publish the same record again, in case
-                # the first publish was lost; the recorder keeps one per event id.
-                await self._bus.publish(NotificationSent.model_validate_json(recorded))
-                return
-            raise InFlightElsewhere(f"{channel} delivery of {notification.step} is in flight")
-        result = await deliver(self._notifiers[channel], notification, self._retry)
-        NOTIFICATIONS.labels(channel, "delivered" if result.delivered else "failed").inc()
+        pending = PendingDelivery(channel, notification, cause.follow(), first_at=self._now())
+        state = await self._outbox.enqueue(key, pending.to_json(), self.lease_s, self._token)
+        if state is Enqueued.HELD:
+            await self._try(key, pending)
+
+    async def retry_forever(self, interval_s: float) -> None:
+        """The retry loop every replica runs (a background loop of the service)."""
+        while True:
+            if not await self.retry_due():
+                await asyncio.sleep(interval_s)
+
+    async def retry_due(self) -> int:
+        """Try the deliveries whose retry is due (also those a dead replica held); returns
+        how many were tried. Called by every replica's retry loop."""
+        due = await self._outbox.take_due(self.lease_s, self._token, _RETRY_BATCH)
+        await asyncio.gather(*(self._try(key, PendingDelivery.from_json(raw)) for key, raw in due))
+        WAITING.set(await self._outbox.waiting())
+        return len(due)
+
+    async def _try(self, key: str, pending: PendingDelivery) -> None:
+        """One try; then final, or back in the outbox for the next."""
+        channel = pending.channel
+        notifier = self._notifiers.get(channel)
+        if notifier is None:  # the channel was configured away meanwhile
+            result = DeliveryResult(False, pending.attempts, f"channel {channel} not configured")
+            await self._finish(key, pending, result)
+            return
+        outcome = await attempt(notifier, pending.notification, self._try_s)
+        attempts = pending.attempts + 1
+        if outcome.delivered or not outcome.transient:
+            await self._finish(
+                key, pending, DeliveryResult(outcome.delivered, attempts, outcome.detail)
+            )
+            return
+        waited = self._now() - pending.first_at
+        wait = retry_wait(
+            attempts=attempts,
+            waited_s=waited,
+            retry=self._retry,
+            retry_after_s=outcome.retry_after_s,
+        )
+        if wait is None:
+            detail = f"gave up after {attempts} tries in {waited:.0f} s: {outcome.detail}"
+            await self._finish(key, pending, DeliveryResult(False, attempts, detail[:2000]))
+            return
+        NOTIFICATIONS.labels(channel, "retry").inc()
+        later = replace(pending, attempts=attempts, detail=outcome.detail)
+        await self._outbox.reschedule(key, wait, later.to_json(), self._token)
+
+    async def _record_once(
+        self, notification: Notification, channel: str, result: DeliveryResult, cause: Event
+    ) -> None:
+        pending = PendingDelivery(channel, notification, cause.follow(), first_at=self._now())
+        await self._finish(self._key(notification, channel), pending, result)
+
+    async def _finish(self, key: str, pending: PendingDelivery, result: DeliveryResult) -> None:
+        """Record the outcome once: the NotificationSent and its timeline entry together."""
+        notification = pending.notification
+        channel = pending.channel
         if result.delivered and channel == "pagerduty" and notification.action == "trigger":
             pipe = self._redis.pipeline(transaction=False)
             pipe.sadd(_paged_key(notification.incident_id), notification.step)
             pipe.expire(_paged_key(notification.incident_id), _DONE_TTL_S)
             await pipe.execute()
-        await self._record(key, notification, channel, result, cause)
-
-    async def _record_once(
-        self, notification: Notification, channel: str, result: DeliveryResult, cause: Event
-    ) -> None:
-        key = self._key(notification, channel)
-        if await self._redis.set(key, "recording", nx=True, px=self._lease_ms):
-            await self._record(key, notification, channel, result, cause)
-        else:
-            recorded = await self._redis.get(key)
-            if recorded is not None and as_text(recorded).startswith("{"):
-                await self._bus.publish(NotificationSent.model_validate_json(recorded))
-
-    async def _record(
-        self,
-        key: str,
-        notification: Notification,
-        channel: str,
-        result: DeliveryResult,
-        cause: Event,
-    ) -> None:
         sent = NotificationSent(
             event_id=str(uuid.uuid5(_NS, key)),
             producer="escalator",
             occurred_at=self._clock.now(),
-            **cause.follow(incident_id=notification.incident_id),
+            **{**pending.follow, "incident_id": notification.incident_id},
             channel=channel,
             level=notification.level,
             step=notification.step,
             delivered=result.delivered,
-            attempts=result.attempts,
+            attempts=max(result.attempts, 1),
             detail=scrub(result.detail),  # a receiver's answer: no NUL into an event
         )
-        await self._redis.set(key, sent.to_json(), ex=_DONE_TTL_S)
-        await self._bus.publish(sent)
+        if not await self._outbox.finish(key, sent.to_json()):
+            return  # recorded before (a redelivery, or a replica that overran its lease)
+        NOTIFICATIONS.labels(channel, "delivered" if result.delivered else "failed").inc()
         if not result.delivered:
             log.warning("%s notification %s failed: %r", channel, key, result.detail)
 

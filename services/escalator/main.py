@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.escalator
     policy = Policy.from_settings(settings)
-    store = EscalatorStore(runtime.redis, runtime.settings.consumer.stream_maxlen)
+    store = EscalatorStore(runtime.redis)
     oncall = OnCallResolver(settings, OverrideStore(runtime.redis))
     escalations = Escalations(store, runtime.clock, policy, oncall)
     client = httpx.AsyncClient(follow_redirects=False)
@@ -59,7 +59,6 @@ def build(runtime: Runtime) -> Service:
         log.warning("policy: %s", warning)
     dispatcher = Dispatcher(
         redis=runtime.redis,
-        bus=runtime.bus(GROUP),
         store=store,
         notifiers=notifiers,
         retry=settings.notifier.retry,
@@ -131,11 +130,15 @@ def build(runtime: Runtime) -> Service:
             await escalations.fire_due(runtime.clock.now())
             await asyncio.sleep(settings.tick_s)
 
+    async def retry() -> None:
+        await dispatcher.retry_forever(settings.tick_s)
+
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "pending_timers": await store.pending_count(),
             "channels": dispatcher.channels,
+            "notifications_waiting": await dispatcher.waiting(),
         }
 
     async def close() -> None:
@@ -150,7 +153,7 @@ def build(runtime: Runtime) -> Service:
             runtime.consume(ALERTS, GROUP, on_alert),
             runtime.consume(ESCALATIONS, GROUP, on_escalation),
         ],
-        background=[tick],
+        background=[tick, retry],
         shutdown=[close],
         health=health,
     )

@@ -1,19 +1,22 @@
 """The Notifier port and its real adapters: Slack incoming webhook, generic JSON webhook,
-e-mail over SMTP, PagerDuty Events API v2 — plus retries with backoff.
+e-mail over SMTP, PagerDuty Events API v2 — plus when to try again.
 
-An adapter makes one attempt and raises `DeliveryError` (transient or not); `deliver`
-retries transient failures (5xx, 429, timeouts, connection errors, SMTP 4xx) with
-exponential backoff and reports the outcome. Only configured channels are built.
+An adapter makes one attempt and raises `DeliveryError` (transient or not, with the
+receiver's `Retry-After` when it gave one); `attempt` makes one bounded try and reports
+it; `retry_wait` decides when a transient failure (5xx, 429, timeouts, connection
+errors, SMTP 4xx) is tried again — capped, jittered exponential backoff, never sooner
+than Retry-After — or that the deadline has passed. The schedule itself is durable, in
+Redis (outbox.py). Only configured channels are built.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import smtplib
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -25,6 +28,7 @@ from services.escalator.messages import (
     slack_payload,
     webhook_payload,
 )
+from shared.retry import backoff_delay
 from shared.settings import (
     EmailNotifierSettings,
     NotifierSettings,
@@ -33,6 +37,7 @@ from shared.settings import (
 )
 
 __all__ = [
+    "Attempt",
     "DeliveryError",
     "DeliveryResult",
     "EmailNotifier",
@@ -40,17 +45,23 @@ __all__ = [
     "PagerDutyNotifier",
     "SlackNotifier",
     "WebhookNotifier",
+    "attempt",
     "build_notifiers",
-    "deliver",
+    "retry_after_seconds",
+    "retry_wait",
 ]
 
 
 class DeliveryError(Exception):
-    """One attempt failed; `transient` says whether trying again may help."""
+    """One attempt failed; `transient` says whether trying again may help, `retry_after_s`
+    how long the receiver asked us to wait (its Retry-After), if it said."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after_s = retry_after_s
 
 
 class Notifier(Protocol):
@@ -68,25 +79,56 @@ class DeliveryResult:
     detail: str
 
 
-async def deliver(
-    notifier: Notifier,
-    notification: Notification,
-    retry: RetrySettings,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> DeliveryResult:
-    """Send with retries: transient failures back off exponentially (with a little jitter)."""
-    delay = retry.backoff_initial_s
-    for attempt in range(1, retry.max_attempts + 1):
-        try:
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one try."""
+
+    delivered: bool
+    detail: str
+    transient: bool = False
+    retry_after_s: float | None = None
+
+
+async def attempt(notifier: Notifier, notification: Notification, timeout_s: float) -> Attempt:
+    """One try, never longer than `timeout_s` (a receiver that hangs is a transient failure)."""
+    try:
+        async with asyncio.timeout(timeout_s):
             answer = await notifier.send(notification)
-        except DeliveryError as exc:
-            if not exc.transient or attempt == retry.max_attempts:
-                return DeliveryResult(False, attempt, str(exc)[:2000])
-            await sleep(min(delay, retry.backoff_max_s) * random.uniform(1.0, 1.1))
-            delay *= 2
-            continue
-        return DeliveryResult(True, attempt, answer[:2000])
-    raise AssertionError("unreachable: max_attempts >= 1")  # pragma: no cover
+    except DeliveryError as exc:
+        return Attempt(False, str(exc)[:2000], exc.transient, exc.retry_after_s)
+    except TimeoutError:
+        return Attempt(False, f"timed out after {timeout_s:g}s", transient=True)
+    return Attempt(True, answer[:2000])
+
+
+def retry_wait(
+    *, attempts: int, waited_s: float, retry: RetrySettings, retry_after_s: float | None
+) -> float | None:
+    """How long to wait before trying again after `attempts` tries that failed transiently,
+    `waited_s` after the first; None when it is time to give up: `max_attempts` reached,
+    or the next try would come after `deadline_s`. Retry-After is honoured, never shortened."""
+    if retry.max_attempts and attempts >= retry.max_attempts:
+        return None
+    wait = max(
+        backoff_delay(attempts, retry.backoff_initial_s, retry.backoff_max_s), retry_after_s or 0.0
+    )
+    return wait if waited_s + wait <= retry.deadline_s else None
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """An HTTP Retry-After header (seconds, or an HTTP date) in seconds from now."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _HttpNotifier:
@@ -120,7 +162,8 @@ class _HttpNotifier:
         if response.is_success:
             return answer
         transient = response.status_code >= 500 or response.status_code in (408, 429)
-        raise DeliveryError(answer, transient=transient)
+        wait = retry_after_seconds(response.headers.get("retry-after"))
+        raise DeliveryError(answer, transient=transient, retry_after_s=wait)
 
 
 class SlackNotifier(_HttpNotifier):

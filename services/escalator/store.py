@@ -51,7 +51,7 @@ end
 return n
 """
 
-# KEYS: due, stream, state, fired, timers. ARGV: member, step, level, event json, maxlen.
+# KEYS: due, stream, state, fired, timers. ARGV: member, step, level, event json.
 # 1 fired; 0 someone else took it; <0 dropped (resolved, superseded, held by an ack, fired).
 _FIRE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -63,18 +63,18 @@ if s[2] and level <= tonumber(s[2]) then return -2 end
 if s[3] and (level <= tonumber(s[3]) or level > tonumber(s[4])) then return -3 end
 if redis.call('SADD', KEYS[4], ARGV[2]) == 0 then return -4 end
 redis.call('HSET', KEYS[3], 'reached', level)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', '__data__', ARGV[4])
+redis.call('XADD', KEYS[2], '*', '__data__', ARGV[4])
 return 1
 """
 
-# KEYS: stream, state, fired. ARGV: step, level, event json, maxlen.
+# KEYS: stream, state, fired. ARGV: step, level, event json.
 _IMMEDIATE = """
 if redis.call('HGET', KEYS[2], 'resolved') == '1' then return -1 end
 redis.call('HDEL', KEYS[2], 'pending:' .. ARGV[1])
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 0 end
 local reached = tonumber(redis.call('HGET', KEYS[2], 'reached') or '0')
 if tonumber(ARGV[2]) > reached then redis.call('HSET', KEYS[2], 'reached', ARGV[2]) end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', '__data__', ARGV[3])
+redis.call('XADD', KEYS[1], '*', '__data__', ARGV[3])
 return 1
 """
 
@@ -165,9 +165,8 @@ class IncidentState:
 
 
 class EscalatorStore:
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         self._reschedule = redis.register_script(_RESCHEDULE)
         self._fire = redis.register_script(_FIRE)
         self._immediate = redis.register_script(_IMMEDIATE)
@@ -274,12 +273,12 @@ class EscalatorStore:
             self._fired(timer.incident_id),
             self._timers(timer.incident_id),
         ]
-        args: list[str | int] = [timer.member, timer.step, timer.level, event_json, self._maxlen]
+        args: list[str | int] = [timer.member, timer.step, timer.level, event_json]
         return int(await self._fire(keys=keys, args=args))
 
     async def fire_immediate(self, incident_id: str, step: str, level: int, event_json: str) -> int:
         keys = [ESCALATIONS.key, self.state_key(incident_id), self._fired(incident_id)]
-        return int(await self._immediate(keys=keys, args=[step, level, event_json, self._maxlen]))
+        return int(await self._immediate(keys=keys, args=[step, level, event_json]))
 
     async def remember_trigger(self, incident_id: str, step: str, reason: str) -> None:
         """Keep a trigger that came before the incident's severity; fired when it comes."""

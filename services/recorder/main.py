@@ -100,7 +100,7 @@ def build(runtime: Runtime) -> Service:
 
     # The escalator's timers are the truth about the next escalation (its policy snapshot,
     # acknowledgements, steps fired): read them rather than recompute them.
-    escalator = EscalatorStore(runtime.redis, settings.consumer.stream_maxlen)
+    escalator = EscalatorStore(runtime.redis)
 
     async def next_escalations(incident_ids: list[str]) -> dict[str, NextEscalation]:
         found = await escalator.next_due(incident_ids)
@@ -140,7 +140,7 @@ def build(runtime: Runtime) -> Service:
     )
     router.include_router(
         make_silence_router(
-            silences=SilenceStore(runtime.redis, settings.consumer.stream_maxlen),
+            silences=SilenceStore(runtime.redis),
             store=store,
             reader=reader,
             guard=guard,

@@ -60,6 +60,8 @@ GROUP = "remediator"
 _NS = uuid.UUID("5d0c0a3e-1f7b-4c3e-8d55-2b9e8f4a6c11")
 # A run not finished this long after its time limit was lost with its replica.
 _INTERRUPTED_GRACE_S = 30.0
+_SWEEP_PAGE = 100
+_SWEEP_PAGES = 100  # at most 10,000 overdue ids per sweep; the rest at the next one
 
 ACTIONS = Counter(
     "jarvis_remediator_actions_total", "Answers of the remediator.", ["action", "outcome"]
@@ -341,25 +343,37 @@ class Remediator:
 
     # -- timeouts -------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Answer approvals that timed out and runs lost with a crashed replica."""
+        """Answer approvals that timed out and runs lost with a crashed replica. Every
+        overdue id is looked at, page by page; one whose request is gone is dropped (it
+        would otherwise be found first at every sweep, for ever)."""
         now = self._clock.now()
         answered = 0
         for which in ("pending", "inflight"):
-            for action_id in await self._state.overdue(which, now):
-                request = await self._state.request(action_id)
-                if request is None:
-                    continue
-                if which == "pending":
-                    outcome = ActionOutcome.TIMED_OUT
-                    detail = f"no approval within {self._s.approval_timeout_s:g} s; not run"
-                else:
-                    outcome = ActionOutcome.FAILED
-                    detail = "interrupted: the replica running it stopped; not run again"
-                completion = self._completion(request, outcome, detail, time.perf_counter())
-                if await self._state.expire(which, completion, now):
-                    ACTIONS.labels(request.action, outcome.value).inc()
-                    answered += 1
+            for _ in range(_SWEEP_PAGES):
+                overdue = await self._state.overdue(which, now, limit=_SWEEP_PAGE)
+                for action_id in overdue:
+                    answered += await self._answer_overdue(which, action_id, now)
+                if len(overdue) < _SWEEP_PAGE:
+                    break
         return answered
+
+    async def _answer_overdue(self, which: str, action_id: str, now: datetime) -> int:
+        request = await self._state.request(action_id)
+        if request is None:
+            log.warning("remediator: %s %s has no stored request; dropped", which, action_id)
+            await self._state.forget(which, action_id)
+            return 0
+        if which == "pending":
+            outcome = ActionOutcome.TIMED_OUT
+            detail = f"no approval within {self._s.approval_timeout_s:g} s; not run"
+        else:
+            outcome = ActionOutcome.FAILED
+            detail = "interrupted: the replica running it stopped; not run again"
+        completion = self._completion(request, outcome, detail, time.perf_counter())
+        if await self._state.expire(which, completion, now):
+            ACTIONS.labels(request.action, outcome.value).inc()
+            return 1
+        return 0
 
     async def sweep_forever(self) -> None:
         while True:

@@ -47,14 +47,14 @@ def build(runtime: Runtime, ports: Ports | None = None) -> Service:
     ports = ports or build_ports(runtime)
     remediator = Remediator(
         settings=settings,
-        state=RemediatorState(runtime.redis, settings.consumer.stream_maxlen),
+        state=RemediatorState(runtime.redis),
         executor=Executor(settings, ports),
         bus=runtime.bus(GROUP),
         clock=runtime.clock,
         silences=SilenceWatch(runtime.redis),
         approvals=runtime.approval_signer,
     )
-    state = RemediatorState(runtime.redis, settings.consumer.stream_maxlen)
+    state = RemediatorState(runtime.redis)
 
     async def health() -> dict[str, Any]:
         return {

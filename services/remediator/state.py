@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from services.remediator.guardrails import FixRecord
 from shared.bus import as_text
 from shared.events import ActionCompleted, ActionRequested
+from shared.settings.remediator import REQUEST_TTL_S
 from shared.streams import ACTIONS_COMPLETED
 
 __all__ = ["PREFIX", "RemediatorState"]
@@ -25,7 +26,7 @@ __all__ = ["PREFIX", "RemediatorState"]
 PREFIX = "jarvis:remediator"
 PENDING = f"{PREFIX}:pending"
 INFLIGHT = f"{PREFIX}:inflight"
-_TTL_S = 7 * 24 * 3600
+_TTL_S = REQUEST_TTL_S  # approval_timeout_s is capped below it (shared/settings/remediator.py)
 
 # KEYS: claim, inflight, request. ARGV: action id, deadline, request JSON, ttl.
 _CLAIM = """
@@ -37,24 +38,24 @@ end
 return 0
 """
 
-# KEYS: done, inflight, pending, stream. ARGV: id, completion JSON, ttl, maxlen.
+# KEYS: done, inflight, pending, stream. ARGV: id, completion JSON, ttl.
 # Stores and publishes the final answer exactly once (as EventBus does: JSON in __data__).
 _FINISH = """
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', '__data__', ARGV[2])
+  redis.call('XADD', KEYS[4], '*', '__data__', ARGV[2])
   return 1
 end
 return 0
 """
 
-# KEYS: inflight, pending, awaiting, stream. ARGV: id, approval deadline, JSON, ttl, maxlen.
+# KEYS: inflight, pending, awaiting, stream. ARGV: id, approval deadline, JSON, ttl.
 _PARK = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', '__data__', ARGV[3])
+  redis.call('XADD', KEYS[4], '*', '__data__', ARGV[3])
 end
 return 1
 """
@@ -69,14 +70,14 @@ end
 return false
 """
 
-# KEYS: zset, done, stream, other zset. ARGV: id, now, completion JSON, ttl, maxlen.
+# KEYS: zset, done, stream, other zset. ARGV: id, now, completion JSON, ttl.
 _EXPIRE = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) <= tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
   if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', '__data__', ARGV[3])
+    redis.call('XADD', KEYS[3], '*', '__data__', ARGV[3])
     return 1
   end
 end
@@ -105,9 +106,8 @@ def _epoch(moment: datetime) -> float:
 
 
 class RemediatorState:
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._park = redis.register_script(_PARK)
@@ -141,7 +141,7 @@ class RemediatorState:
         aid = completion.action_id
         stored = await self._finish(
             keys=[f"{PREFIX}:done:{aid}", INFLIGHT, PENDING, ACTIONS_COMPLETED.key],
-            args=[aid, completion.to_json(), _TTL_S, self._maxlen],
+            args=[aid, completion.to_json(), _TTL_S],
         )
         return bool(stored)
 
@@ -150,7 +150,7 @@ class RemediatorState:
         aid = awaiting.action_id
         await self._park(
             keys=[INFLIGHT, PENDING, f"{PREFIX}:awaiting:{aid}", ACTIONS_COMPLETED.key],
-            args=[aid, _epoch(approval_deadline), awaiting.to_json(), _TTL_S, self._maxlen],
+            args=[aid, _epoch(approval_deadline), awaiting.to_json(), _TTL_S],
         )
 
     async def take_approved(self, action_id: str, run_deadline: datetime) -> ActionRequested | None:
@@ -170,13 +170,17 @@ class RemediatorState:
         ids = await self._redis.zrangebyscore(key, "-inf", _epoch(now), start=0, num=limit)
         return [as_text(i) for i in ids]
 
+    async def forget(self, which: str, action_id: str) -> None:
+        """Drop an id whose request is gone (expired or deleted): nothing can answer it."""
+        await self._redis.zrem(PENDING if which == "pending" else INFLIGHT, action_id)
+
     async def expire(self, which: str, completion: ActionCompleted, now: datetime) -> bool:
         """Finish an overdue action with `completion`, if it is still overdue."""
         key, other = (PENDING, INFLIGHT) if which == "pending" else (INFLIGHT, PENDING)
         aid = completion.action_id
         done = await self._expire(
             keys=[key, f"{PREFIX}:done:{aid}", ACTIONS_COMPLETED.key, other],
-            args=[aid, _epoch(now), completion.to_json(), _TTL_S, self._maxlen],
+            args=[aid, _epoch(now), completion.to_json(), _TTL_S],
         )
         return bool(done)
 

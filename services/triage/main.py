@@ -41,6 +41,7 @@ from services.triage.outbox import (
 from services.triage.silencing import Silenced, Silencing
 from services.triage.stale import StaleIncidents
 from services.triage.store import AlertQuery, Batch, Keys, TriageStore
+from shared.consumer import Retryable
 from shared.events import (
     ActionCompleted,
     AlertRaised,
@@ -61,8 +62,9 @@ log = logging.getLogger(__name__)
 _MAX_ATTEMPTS = 200
 
 
-class Contention(RuntimeError):
-    """The state kept changing under us; the consumer retries the entry later."""
+class Contention(Retryable):
+    """The state kept changing under us (other replicas committing): the consumer retries
+    the entry with backoff, without counting it against the entry, as for an outage."""
 
 
 class Triage:
@@ -358,12 +360,11 @@ class _Prepared:
 
 def build(runtime: Runtime) -> Service:
     settings = runtime.settings.triage
-    maxlen = runtime.settings.consumer.stream_maxlen
     triage = Triage(
         settings,
-        TriageStore(runtime.redis, maxlen),
+        TriageStore(runtime.redis),
         runtime.clock.now,
-        Silencing(runtime.redis, maxlen, runtime.alert_admission.seal),
+        Silencing(runtime.redis, runtime.alert_admission.seal),
     )
 
     stale = StaleIncidents(triage, timedelta(seconds=settings.stale_after_s))

@@ -35,13 +35,12 @@ __all__ = ["SILENCED", "Silenced", "Silencing"]
 
 SILENCED = Keys.PREFIX + "silenced"
 
-# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, maxlen, alert JSON,
-# its seal (the envelope is the detector's, as stamped: shared.envelope).
+# KEYS: silenced hash, alerts stream. ARGV: fingerprint, entry as read, alert JSON, its seal
+# (the envelope is the detector's, as stamped: shared.envelope).
 _RELEASE = f"""
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{DATA_FIELD}', ARGV[4],
-  '{SEAL_FIELD}', ARGV[5])
+redis.call('XADD', KEYS[2], '*', '{DATA_FIELD}', ARGV[3], '{SEAL_FIELD}', ARGV[4])
 return 1
 """
 
@@ -74,9 +73,8 @@ class Silenced:
 class Silencing:
     """The silences as triage applies them (see the module's docstring)."""
 
-    def __init__(self, redis: Redis, maxlen: int, seal: Callable[[str], str]) -> None:
+    def __init__(self, redis: Redis, seal: Callable[[str], str]) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         # An alert put back keeps the envelope the detector gave it: sealed again, or every
         # reader would take it for another system's claim (and namespace its fingerprint).
         self._seal = seal
@@ -158,7 +156,6 @@ class Silencing:
             args: list[str | int] = [
                 as_text(fingerprint),
                 as_text(raw),
-                self._maxlen,
                 data,
                 self._seal(data),
             ]

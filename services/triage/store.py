@@ -223,7 +223,6 @@ class Snapshot:
 class Batch:
     """The writes and events of one commit, in order."""
 
-    maxlen: int
     commands: list[list[str]] = field(default_factory=list)
 
     def set(self, key: str, value: str, ttl_s: int | None = None) -> None:
@@ -254,30 +253,18 @@ class Batch:
         self.commands.append(["ZREM", key, member])
 
     def publish(self, event: Event) -> None:
-        self.commands.append(
-            [
-                "XADD",
-                stream_for(event).key,
-                "MAXLEN",
-                "~",
-                str(self.maxlen),
-                "*",
-                DATA_FIELD,
-                event.to_json(),
-            ]
-        )
+        self.commands.append(["XADD", stream_for(event).key, "*", DATA_FIELD, event.to_json()])
 
 
 class TriageStore:
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._maxlen = maxlen
         self._read_alerts = redis.register_script(_READ_ALERTS)
         self._read = redis.register_script(_READ)
         self._commit = redis.register_script(_COMMIT)
 
     def batch(self) -> Batch:
-        return Batch(self._maxlen)
+        return Batch()
 
     async def read_alerts(self, queries: Sequence[AlertQuery], now: datetime) -> Snapshot:
         """Everything deciding `queries` needs, read at one version (one round trip)."""

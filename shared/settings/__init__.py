@@ -126,22 +126,47 @@ class ConfigError(Exception):
 
 
 class ConsumerSettings(BaseModel):
-    """How every service reads its streams."""
+    """How every service reads its streams (docs/delivery.md)."""
 
     max_records: int = Field(default=100, ge=1, le=10_000, description="XREADGROUP COUNT.")
     block_ms: int = Field(default=500, ge=1, le=60_000, description="XREADGROUP BLOCK.")
     reclaim_idle_ms: int = Field(
-        default=15_000, ge=100, description="Idle time before a pending entry is reclaimed."
+        default=15_000,
+        ge=100,
+        description="Idle time after which another consumer takes over a pending entry "
+        "(a live consumer's entries never go idle: it keeps them claimed).",
     )
     max_deliveries: int = Field(
-        default=5, ge=1, description="Deliveries before an entry goes to the dead-letter stream."
+        default=5,
+        ge=1,
+        description="Handler failures of an entry (dependencies up) before it goes to the "
+        "dead-letter stream; a dependency that is down (Retryable) never counts.",
+    )
+    retry_initial_s: float = Field(
+        default=0.2, gt=0, description="First wait before retrying while a dependency is down."
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between retries while a dependency is down."
     )
     group_check_s: float = Field(
-        default=2.0, gt=0, description="How often lost consumer groups are looked for."
+        default=2.0, gt=0, description="How often lost groups are looked for and gauges set."
     )
     stream_maxlen: int = Field(
-        default=200_000, ge=1000, description="Approximate length each stream is trimmed to."
+        default=200_000,
+        ge=1000,
+        description="Streams longer than this are trimmed, but only by entries every "
+        "consumer group has acknowledged; a longer backlog is kept (and alerted on).",
     )
+    trim_interval_s: float = Field(default=10.0, gt=0, description="How often streams are trimmed.")
+    dead_letter_maxlen: int = Field(
+        default=100_000, ge=1000, description="Approximate length jarvis:dead-letter is kept to."
+    )
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> ConsumerSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be at least retry_initial_s")
+        return self
 
 
 class Settings(BaseSettings):

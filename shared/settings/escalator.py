@@ -159,8 +159,21 @@ class EscalationLevelsSettings(BaseModel):
 
 
 class RetrySettings(BaseModel):
+    """How a notification is retried: transient failures (5xx, 408, 429, timeouts,
+    connection errors, SMTP 4xx) again and again, honouring Retry-After, until `deadline_s`
+    after the first try; the retries are scheduled in Redis, so other pages keep flowing
+    and a restart loses none."""
+
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="Timeout of one delivery try.")
-    max_attempts: int = Field(default=4, ge=1, le=20, description="Tries per notification.")
+    deadline_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long after its first try a notification is retried before it is "
+        "recorded as failed (NotificationSent delivered=false).",
+    )
+    max_attempts: int = Field(
+        default=0, ge=0, description="Tries per notification; 0: as many as fit in deadline_s."
+    )
     backoff_initial_s: float = Field(default=0.5, ge=0, description="First wait between tries.")
     backoff_max_s: float = Field(default=30.0, ge=0, description="Longest wait between tries.")
 

@@ -9,17 +9,23 @@ from pydantic import (
     BaseModel,
     Field,
     field_validator,
+    model_validator,
 )
 
 from shared.actions import APPROVAL_BY_DEFAULT, ActionName
 
 __all__ = [
+    "REQUEST_TTL_S",
     "RemediatorAttemptLimit",
     "RemediatorPostgresTarget",
     "RemediatorRedisTarget",
     "RemediatorSettings",
 ]
 
+# How long the remediator keeps an action's request (and its answer): an approval must
+# come, and the approved action finish, well within it.
+REQUEST_TTL_S = 7 * 24 * 3600
+_TTL_MARGIN_S = 3600
 
 _JARVIS_CONTAINERS = [
     "backend",
@@ -96,11 +102,14 @@ class RemediatorSettings(BaseModel):
     approval_required: list[str] = Field(
         default_factory=lambda: sorted(a.value for a in APPROVAL_BY_DEFAULT),
         description="Actions that run only after an operator's approval (the runbook's "
-        "destructive commands always do): by default everything that stops or deletes "
-        "beyond a single restart, and resource limits.",
+        "destructive commands always do): by default everything that stops a container for "
+        "good or deletes; not the runbook's ordered restart or resource limits.",
     )
     approval_timeout_s: float = Field(
-        default=900.0, gt=0, description="How long a dangerous action waits for approval."
+        default=900.0,
+        gt=0,
+        description="How long a dangerous action waits for approval (well below the 7 days "
+        "its request is kept).",
     )
     action_timeouts_s: dict[str, float] = Field(
         default_factory=dict, description="Time limit of single actions (caps the request's)."
@@ -170,3 +179,14 @@ class RemediatorSettings(BaseModel):
         if unknown:
             raise ValueError(f"unknown action(s) {unknown}")
         return mapping
+
+    @model_validator(mode="after")
+    def _approval_within_request_ttl(self) -> RemediatorSettings:
+        longest = REQUEST_TTL_S - self.max_action_timeout_s - _TTL_MARGIN_S
+        if self.approval_timeout_s > longest:
+            raise ValueError(
+                f"approval_timeout_s: {self.approval_timeout_s:g} s is too long; at most "
+                f"{longest:g} s (a request is kept {REQUEST_TTL_S // 86400} days, and an "
+                "approved action may still run max_action_timeout_s after it)"
+            )
+        return self

@@ -244,9 +244,26 @@ def test_every_service_runs_with_its_own_redis_user_and_no_more(
                 if b"IncidentAcknowledged" in e[1].get(b"__data__", b"")
             ]
             assert acks, "the PagerDuty acknowledgement reached jarvis:incidents"
+            assert admin.xlen("jarvis:dead-letter") == 0
+            # Garbage on a stream four services read: each group dead-letters it with its
+            # own script call (record, marker, XACK), under its own user.
+            garbage = admin.xadd("jarvis:incidents", {"foo": "bar"})
+            groups = ("triage", "remediator", "escalator", "recorder")
+
+            def garbage_settled() -> bool:
+                delivered = {
+                    g["name"].decode(): g["last-delivered-id"]
+                    for g in admin.xinfo_groups("jarvis:incidents")
+                }
+                return admin.xlen("jarvis:dead-letter") == 1 and all(
+                    delivered.get(g) == garbage
+                    and admin.xpending_range("jarvis:incidents", g, garbage, garbage, 1) == []
+                    for g in groups
+                )
+
+            _wait(garbage_settled, "the garbage entry dead-lettered by every group")
         denied = [entry for entry in admin.acl_log() if entry.get("username") != "default"]
         assert denied == [], denied
-    assert admin.xlen("jarvis:dead-letter") == 0
 
     # Each user is refused what is not its own.
     refusals = {

@@ -194,3 +194,28 @@ def test_backend_probe_raises_an_alert_when_the_backend_is_unreachable(system: S
     assert alert["source"] == "probe"
     assert alert["check"] == "health"
     assert alert["summary"].startswith("backend health:")
+
+
+def test_a_second_up_on_a_taken_redis_port_refuses_to_start(tmp_path: Path) -> None:
+    from shared.embedded_redis import EmbeddedRedis
+
+    other = EmbeddedRedis(tmp_path / "other")  # e.g. the first `jarvis-ir up` on this machine
+    other_url = other.start()
+    try:
+        env = {
+            **os.environ,
+            "JARVIS_HTTP_PORT": str(free_port()),
+            "JARVIS_EMBEDDED_REDIS_PORT": str(other.port),
+        }
+        for var in ("REDIS_URL", "DATABASE_URL", "JARVIS_CONFIG"):
+            env.pop(var, None)
+        done = subprocess.run(
+            [_jarvis_ir(), "up"], cwd=tmp_path, env=env, capture_output=True, timeout=60
+        )
+        assert done.returncode == 2, done.stderr.decode()[-2000:]
+        assert f"port {other.port} on 127.0.0.1 is already in use" in done.stderr.decode()
+        assert "Traceback" not in done.stderr.decode()
+        # The other system's Redis was never used: no stream, no consumer group of ours.
+        assert redis_sync.Redis.from_url(other_url).dbsize() == 0
+    finally:
+        other.stop()

@@ -16,11 +16,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.events import Level, Severity, SeverityAssigned
+from shared.events import EscalationDue, EscalationTrigger, Level, Severity, SeverityAssigned
 from tests.helpers import read_stream
 
 __all__ = [
     "HttpReceiver",
+    "escalation_due",
     "escalations_of",
     "http_receiver",
     "notifications_of",
@@ -33,13 +34,17 @@ class HttpReceiver:
     """An HTTP server that records JSON POSTs and answers as scripted.
 
     `statuses` are answered in order, then `final_status` forever; `delays` (seconds)
-    likewise delay the first answers (to provoke client timeouts).
+    likewise delay the first answers (to provoke client timeouts, or hold a request open).
+    Failures carry `retry_after` as their Retry-After header when it is set. `requests`
+    are the answered requests; `arrived` the headers of every request as it came in.
     """
 
     statuses: list[int] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
     final_status: int = 200
+    retry_after: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,13 +64,16 @@ def http_receiver(
     statuses: list[int] | None = None,
     delays: list[float] | None = None,
     final_status: int = 200,
+    retry_after: str = "",
 ) -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver(list(statuses or []), list(delays or []), final_status)
+    receiver = HttpReceiver(list(statuses or []), list(delays or []), final_status, retry_after)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
+            with receiver._lock:
+                receiver.arrived.append(dict(self.headers.items()))
             status, delay = receiver.answer()
             if delay:
                 time.sleep(delay)
@@ -76,6 +84,7 @@ def http_receiver(
                         "headers": dict(self.headers.items()),
                         "json": json.loads(raw) if raw else None,
                         "status": status,
+                        "at": time.monotonic(),
                     }
                 )
             body = json.dumps({"status": "success" if status < 300 else "error"}).encode()
@@ -83,6 +92,8 @@ def http_receiver(
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if status >= 300 and receiver.retry_after:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.end_headers()
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -101,6 +112,23 @@ def http_receiver(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def escalation_due(incident_id: str, level: int = 2, step: str = "") -> EscalationDue:
+    """A time-based escalation of a P0 to `level`, as the escalator's tick emits it."""
+    step = step or f"time:900s:L{level}"
+    return EscalationDue(
+        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incident_id}:{step}")),
+        producer="escalator",
+        incident_id=incident_id,
+        correlation_id=incident_id,
+        level=level,
+        severity=Severity.P0,
+        trigger=EscalationTrigger.TIME,
+        reason="P0 open for 0:15:00",
+        step=step,
+        elapsed_s=900,
+    )
 
 
 def severity_event(

@@ -1,5 +1,6 @@
-"""The embedded Redis of `jarvis-ir up` wants a password (issue 18, finding 4): without one,
-any local user could XADD an approval or an alert."""
+"""The embedded Redis of `jarvis-ir up`: it wants a password (issue 18, finding 4: without
+one, any local user could XADD an approval or an alert), and it is always the one it
+started (issue 13 case 13): a port that another Redis holds is refused, never shared."""
 
 from __future__ import annotations
 
@@ -31,3 +32,32 @@ def test_the_embedded_redis_refuses_clients_without_its_password(tmp_path: Path)
         server.stop()
     again = EmbeddedRedis(tmp_path)  # the next start keeps the same password
     assert again.password == server.password
+
+
+def test_a_port_held_by_another_redis_is_refused_not_shared(tmp_path: Path) -> None:
+    theirs = EmbeddedRedis(tmp_path / "theirs")
+    url = theirs.start()
+    try:
+        client = redis_sync.Redis.from_url(url)
+        client.set("their-key", "1")
+        ours = EmbeddedRedis(tmp_path / "ours", port=theirs.port)
+        with pytest.raises(RuntimeError, match=f"port {theirs.port} .* already in use"):
+            ours.start()
+        # Nothing of ours reached their server, and it still runs.
+        assert client.get("their-key") == b"1"
+        assert client.dbsize() == 1
+        assert int(client.info("server")["process_id"]) == theirs.pid
+        client.close()
+    finally:
+        theirs.stop()
+
+
+def test_the_server_that_answers_is_the_child_started(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path)
+    url = server.start()
+    try:
+        client = redis_sync.Redis.from_url(url)
+        assert int(client.info("server")["process_id"]) == server.pid
+        client.close()
+    finally:
+        server.stop()

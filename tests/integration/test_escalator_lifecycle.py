@@ -52,7 +52,7 @@ async def test_ack_stops_time_based_escalation_past_the_acknowledged_level(
     opened = clock.now()
     incident = _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P0, opened))
         await eventually(lambda: _async_eq(_timers(redis, incident), 4))
         clock.advance(timedelta(minutes=15))
@@ -74,7 +74,7 @@ async def test_ack_extra_levels_lets_time_reach_the_next_level_only(
     incident = _incident()
     settings = make_settings(escalator={"ack_extra_levels": 1})
     async with running(settings, [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P1, opened))
         await eventually(lambda: _async_eq(_timers(redis, incident), 4))
         clock.advance(timedelta(minutes=20))
@@ -92,7 +92,7 @@ async def test_ack_before_any_escalation_holds_everything(
     clock = ManualClock()
     incident = _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         # The ack arrives before triage's severity (different streams): it still counts.
         await bus.publish(IncidentAcknowledged(incident_id=incident))
         await eventually(
@@ -112,7 +112,7 @@ async def test_resolve_cancels_everything(
     opened = clock.now()
     incident, other = _incident(), _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P0, opened))
         await bus.publish(severity_event(other, Severity.P0, opened))
         await eventually(lambda: _async_eq(redis.zcard(DUE_KEY), 8))
@@ -138,7 +138,7 @@ async def test_severity_change_reschedules_and_fired_steps_never_fire_again(
     opened = clock.now()
     incident = _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P1, opened))
         await eventually(lambda: _async_eq(_timers(redis, incident), 4))
         clock.advance(timedelta(minutes=20))

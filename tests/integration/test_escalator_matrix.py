@@ -40,7 +40,7 @@ async def test_every_cell_of_the_matrix_fires_at_its_threshold_and_not_before(
     opened = clock.now()
     incidents = {sev: f"matrix-{sev.value}-{uuid.uuid4().hex[:8]}" for sev in MATRIX}
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         for sev, incident in incidents.items():
             await bus.publish(severity_event(incident, sev, opened))
         expected_timers = sum(1 for row in MATRIX.values() for cell in row if cell)

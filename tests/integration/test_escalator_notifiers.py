@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,12 +21,17 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from redis.asyncio import Redis
 
 from services.escalator.main import build
+from services.escalator.messages import Notification
+from services.escalator.outbox import Outbox, PendingDelivery
 from shared.bus import EventBus
 from shared.clock import ManualClock
-from shared.events import EscalationDue, EscalationTrigger, IncidentResolved, Severity
+from shared.consumer import ensure_group
+from shared.events import IncidentResolved, Severity
 from shared.settings import ConfigError, Settings
-from tests.helpers import eventually, running
+from shared.streams import DEAD_LETTER, ESCALATIONS
+from tests.helpers import eventually, running, settled
 from tests.integration._escalator_support import (
+    escalation_due,
     http_receiver,
     notifications_of,
     severity_event,
@@ -101,21 +107,6 @@ def _incident() -> str:
     return f"inc-{uuid.uuid4().hex[:12]}"
 
 
-def _escalation(incident: str, level: int = 2, step: str = "time:900s:L2") -> EscalationDue:
-    return EscalationDue(
-        event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incident}:{step}")),
-        producer="escalator",
-        incident_id=incident,
-        correlation_id=incident,
-        level=level,
-        severity=Severity.P0,
-        trigger=EscalationTrigger.TIME,
-        reason="P0 open for 0:15:00",
-        step=step,
-        elapsed_s=900,
-    )
-
-
 async def _delivered(redis: Redis, incident: str) -> dict[str, dict[str, Any]]:
     return {n["channel"]: n for n in await notifications_of(redis, incident)}
 
@@ -157,7 +148,7 @@ async def test_an_escalation_reaches_every_channel_over_its_protocol(
                 }
             )
             async with running(settings, [build], clock=clock) as (client, _):
-                bus = EventBus(redis, maxlen=10_000, producer="test")
+                bus = EventBus(redis, producer="test")
                 await bus.publish(severity_event(incident, Severity.P0, clock.now()))
                 await eventually(lambda: redis.exists(f"jarvis:escalator:timers:{incident}"))
                 clock.advance(timedelta(minutes=15))
@@ -237,7 +228,7 @@ async def test_retries_with_backoff_on_5xx_and_timeouts(
                 }
             )
             async with running(settings, [build]):
-                await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+                await EventBus(redis).publish(escalation_due(incident))
                 sent = await eventually(lambda: _has(redis, incident, 3))
     assert sent["webhook"]["delivered"] is True
     assert sent["webhook"]["attempts"] == 3
@@ -267,7 +258,7 @@ async def test_permanent_failures_are_not_retried_and_exhausted_retries_are_reco
             }
         )
         async with running(settings, [build]):
-            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            await EventBus(redis).publish(escalation_due(incident))
             sent = await eventually(lambda: _has(redis, incident, 3))
     assert (sent["slack"]["delivered"], sent["slack"]["attempts"]) == (False, 1)
     assert "HTTP 400" in sent["slack"]["detail"]
@@ -286,36 +277,60 @@ async def test_redelivered_escalation_never_notifies_twice(
             escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}}
         )
         async with running(settings, [build]):
-            bus = EventBus(redis, maxlen=10_000)
-            escalation = _escalation(incident)
+            bus = EventBus(redis)
+            escalation = escalation_due(incident)
             await bus.publish(escalation)
             await eventually(lambda: _has(redis, incident, 1))
             await bus.publish(escalation)  # the same step again (a redelivery)
-            await eventually(lambda: _async_len(lambda: _records(redis, incident), 2))
+            await eventually(lambda: settled(redis, "jarvis:escalations", "escalator"))
             await asyncio.sleep(0.3)
     assert len(hook.requests) == 1
+    # The outcome and its timeline entry are written together, once: nothing to re-publish.
     records = await notifications_of(redis, incident)
-    assert len({r["event_id"] for r in records}) == 1  # re-published, same id
+    assert len(records) == 1
 
 
-async def test_delivery_in_flight_elsewhere_is_taken_over_when_its_lease_runs_out(
+async def test_delivery_of_a_replica_that_died_mid_try_is_sent_when_its_lease_runs_out(
     redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
     incident = _incident()
+    escalation = escalation_due(incident)
     with http_receiver() as hook:
+        # Even with one delivery allowed before dead-lettering, and a fast reclaim.
         settings = make_settings(
-            escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}}
+            consumer={"max_deliveries": 1, "reclaim_idle_ms": 200},
+            escalator={"notifier": {"retry": FAST_RETRY, "webhook": {"url": hook.url}}},
         )
-        # A replica claimed this delivery and died (kill -9) before sending it.
-        key = f"jarvis:escalator:sent:{incident}:time:900s:L2:webhook"
-        await redis.set(key, "sending:dead-replica", px=1500)
+        # A replica read the escalation, took its delivery for a 2 s lease, and died
+        # (kill -9) mid-try: the entry stays pending on it, the delivery in the outbox.
+        await ensure_group(redis, ESCALATIONS.key, "escalator")
+        await EventBus(redis).publish(escalation)
+        await redis.xreadgroup("escalator", "dead-replica", {ESCALATIONS.key: ">"})
+        notification = Notification(
+            incident_id=incident,
+            step=escalation.step,
+            level=2,
+            role="engineering manager",
+            severity="P0",
+            trigger="time",
+            reason=escalation.reason,
+            occurred_at=escalation.occurred_at,
+            event_id=escalation.event_id,
+        )
+        pending = PendingDelivery("webhook", notification, escalation.follow(), time.time())
+        key = f"jarvis:escalator:sent:{incident}:{escalation.step}:webhook"
+        await Outbox(redis).enqueue(key, pending.to_json(), 2.0, "dead-replica")
+        taken_at = time.monotonic()
         async with running(settings, [build]):
-            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
-            await asyncio.sleep(0.5)
-            assert hook.requests == []  # not while the lease holds
+            await eventually(lambda: settled(redis, ESCALATIONS.key, "escalator"))
+            assert hook.requests == []  # not while the dead replica's lease holds
             sent = await eventually(lambda: _has(redis, incident, 1), timeout=15)
+            delivered_after = time.monotonic() - taken_at
+            await asyncio.sleep(0.5)
     assert sent["webhook"]["delivered"] is True
     assert len(hook.requests) == 1
+    assert 2.0 <= delivered_after < 2.0 + 5.0
+    assert await redis.xlen(DEAD_LETTER) == 0
 
 
 async def test_level_without_any_configured_channel_is_recorded_as_undelivered(
@@ -323,7 +338,7 @@ async def test_level_without_any_configured_channel_is_recorded_as_undelivered(
 ) -> None:
     incident = _incident()
     async with running(make_settings(), [build]):
-        await EventBus(redis, maxlen=10_000).publish(_escalation(incident, level=5))
+        await EventBus(redis).publish(escalation_due(incident, level=5))
         sent = await eventually(lambda: _has(redis, incident, 1))
     assert sent["none"]["delivered"] is False
     assert "no configured channel for level 5" in sent["none"]["detail"]
@@ -369,7 +384,7 @@ async def test_the_smtp_password_never_goes_out_in_clear(
             escalator={"routes": NO_ROUTE_MAIL, "notifier": {"retry": FAST_RETRY, "email": email}}
         )
         async with running(settings, [build]):
-            await EventBus(redis, maxlen=10_000).publish(_escalation(incident))
+            await EventBus(redis).publish(escalation_due(incident))
             sent = await eventually(lambda: _has(redis, incident, 1))
     assert sent["email"]["delivered"] is False
     assert sent["email"]["attempts"] == 1  # not worth retrying: the server cannot do TLS

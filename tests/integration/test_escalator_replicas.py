@@ -53,7 +53,7 @@ async def test_two_replicas_fire_and_notify_each_step_exactly_once(
             running(settings, [build], clock=clock),
             running(settings, [build], clock=clock),
         ):
-            bus = EventBus(redis, maxlen=10_000, producer="test")
+            bus = EventBus(redis, producer="test")
             await bus.publish_many(severity_event(i, s, opened) for i, s in incidents.items())
             await eventually(lambda: _zcard_is(redis, total))
             for hours in (0.25, 1, 4, 24, 48):
@@ -83,8 +83,7 @@ async def test_racing_ticks_split_the_due_timers_without_overlap(redis: Redis) -
     opened = clock.now()
     policy = Policy.from_settings(EscalatorSettings())
     replicas = [
-        Escalations(EscalatorStore(Redis.from_url(_url(redis)), 10_000), clock, policy)
-        for _ in range(2)
+        Escalations(EscalatorStore(Redis.from_url(_url(redis))), clock, policy) for _ in range(2)
     ]
     incidents = [f"race-{i}-{uuid.uuid4().hex[:6]}" for i in range(100)]
     for incident in incidents:

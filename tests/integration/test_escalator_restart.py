@@ -129,7 +129,7 @@ async def test_kill_9_and_restart_fires_each_timer_exactly_once(
         await first.ready()
 
         opened = datetime.now(UTC)
-        await EventBus(redis, maxlen=10_000, producer="test").publish(
+        await EventBus(redis, producer="test").publish(
             severity_event(incident, Severity.P0, opened)
         )
         await _wait_for(redis, incident, 1, timeout=10)  # L2 at 3 s

@@ -77,7 +77,7 @@ async def test_news_goes_where_the_runbook_says_by_severity_and_audience(
                 channels = (await client.get("/health")).json()["services"]["escalator"]
                 assert "slack:critical" in channels["channels"]
                 assert "email:management" in channels["channels"]
-                bus = EventBus(redis, maxlen=10_000, producer="test")
+                bus = EventBus(redis, producer="test")
                 big, small = str(uuid.uuid4()), str(uuid.uuid4())
                 await bus.publish(
                     severity_event(big, Severity.P0, clock.now(), title="<!channel> API down")

@@ -66,7 +66,7 @@ async def test_data_loss_security_and_several_systems_escalate_at_once_and_once_
     clock = ManualClock()
     incident = _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         opened = severity_event(
             incident,
             Severity.P1,
@@ -100,7 +100,7 @@ async def test_several_systems_accumulate_across_severity_events(
     incident = _incident()
     settings = make_settings(escalator={"multiple_systems_threshold": 3})
     async with running(settings, [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P2, clock.now(), service="backend"))
         await bus.publish(severity_event(incident, Severity.P2, clock.now(), services=["ollama"]))
         await _settle(redis, incident, [])
@@ -114,7 +114,7 @@ async def test_failed_remediation_escalates_once_per_incident(
     clock = ManualClock()
     failed, timed_out, rejected, fine = _incident(), _incident(), _incident(), _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         for incident in (failed, timed_out, rejected, fine):
             await bus.publish(severity_event(incident, Severity.P2, clock.now()))
         await bus.publish(_completed(failed, ActionOutcome.FAILED))
@@ -143,7 +143,7 @@ async def test_trigger_before_the_incident_is_known_waits_for_its_severity(
     clock = ManualClock()
     incident, resolved = _incident(), _incident()
     async with running(make_settings(), [build], clock=clock) as (_, runtime):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(_completed(incident, ActionOutcome.FAILED))
         # Only an alert the detector stamped (sealed) may name its incident: a sender's
         # incident_id is dropped (issue 18).
@@ -180,7 +180,7 @@ async def test_trigger_never_lowers_the_level_already_reached(
     clock = ManualClock()
     incident = _incident()
     async with running(make_settings(), [build], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         await bus.publish(severity_event(incident, Severity.P0, clock.now(), security=True))
         await _settle(redis, incident, [("security", 3)])
         await bus.publish(_completed(incident, ActionOutcome.FAILED))  # configured level 2

@@ -63,7 +63,7 @@ def _settings(make: Callable[..., Settings], tmp: Any, **escalator: Any) -> Sett
 
 async def _opened(redis: Redis, clock: ManualClock, severity: Severity = Severity.P1) -> str:
     incident = str(uuid.uuid4())
-    await EventBus(redis, maxlen=10_000).publish(severity_event(incident, severity, clock.now()))
+    await EventBus(redis).publish(severity_event(incident, severity, clock.now()))
     await eventually(lambda: redis.exists(f"jarvis:escalator:timers:{incident}"))
     return incident
 

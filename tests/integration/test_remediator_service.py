@@ -227,7 +227,7 @@ async def test_a_claimed_run_whose_replica_died_is_reported_not_rerun(
     clock = ManualClock()
     request = _request("redis.bgsave", "jarvis-redis", timeout_s=5)
     # Another replica claimed it and died before answering.
-    await RemediatorState(redis, 1000).claim(request, clock.now() + timedelta(seconds=35))
+    await RemediatorState(redis).claim(request, clock.now() + timedelta(seconds=35))
     async with _remediator(_enabled(make_settings, **section), clock) as bus:
         await bus.publish(request)
         await bus.publish(request)
@@ -399,7 +399,7 @@ async def test_no_automatic_action_changes_a_target_in_a_maintenance_window(
         comment="redis upgrade",
         created_by="alice",
     )
-    silence, _ = await SilenceStore(redis, 1000).create(spec, now)
+    silence, _ = await SilenceStore(redis).create(spec, now)
     async with _remediator(settings) as bus:
         playbook = _request("redis.flushdb", "jarvis-redis", requested_by="playbook:x")
         operator = _request("redis.flushdb", "jarvis-redis")

@@ -82,9 +82,9 @@ async def _outcome(redis: Redis) -> dict[str, Any]:
 def _triage(settings: Settings, redis: Redis) -> Triage:
     return Triage(
         settings.triage,
-        TriageStore(redis, 10_000),
+        TriageStore(redis),
         lambda: T0 + timedelta(seconds=10),
-        Silencing(redis, 10_000, _SEAL),
+        Silencing(redis, _SEAL),
     )
 
 
@@ -120,9 +120,9 @@ async def test_a_batch_that_loses_a_race_is_split_and_still_applied_once(
     redis: Redis, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(triage={"playbooks_enabled": False})
-    store = TriageStore(redis, 10_000)
+    store = TriageStore(redis)
     triage = Triage(
-        settings.triage, store, lambda: T0 + timedelta(seconds=10), Silencing(redis, 10_000, _SEAL)
+        settings.triage, store, lambda: T0 + timedelta(seconds=10), Silencing(redis, _SEAL)
     )
     commit = store.commit
     lost: list[int] = []

@@ -1,6 +1,6 @@
 """Approvals come only from the recorder API (issue 18, findings 4 and 5): an ActionApproved
-written to jarvis:incidents by anyone who could XADD made FLUSHDB run, and docker.stop,
-docker.recreate and docker.update_limits ran on allowlisted containers with no approval."""
+written to jarvis:incidents by anyone who could XADD made FLUSHDB run, and docker.stop
+and docker.recreate ran on allowlisted containers with no approval."""
 
 from __future__ import annotations
 
@@ -115,14 +115,8 @@ async def test_stopping_a_container_waits_for_an_operator(
         requests = [
             ActionRequested(action="docker.stop", target=name, incident_id=str(uuid.uuid4())),
             ActionRequested(action="docker.recreate", target=name, incident_id=str(uuid.uuid4())),
-            ActionRequested(
-                action="docker.update_limits",
-                target=name,
-                params={"memory": "2g"},
-                incident_id=str(uuid.uuid4()),
-            ),
         ]
         for request in requests:
             await bus.publish(request)
         answers = [await eventually(lambda r=r: _answers(redis, r.action_id)) for r in requests]
-    assert [a[0]["outcome"] for a in answers] == ["awaiting_approval"] * 3
+    assert [a[0]["outcome"] for a in answers] == ["awaiting_approval"] * 2

@@ -1,7 +1,8 @@
-"""What each channel is sent, and the retry loop's decisions (a scripted notifier)."""
+"""What each channel is sent, and the retry decisions (a scripted notifier)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,12 @@ from services.escalator.messages import (
     slack_payload,
     webhook_payload,
 )
-from services.escalator.notifiers import DeliveryError, deliver
+from services.escalator.notifiers import (
+    DeliveryError,
+    attempt,
+    retry_after_seconds,
+    retry_wait,
+)
 from shared.settings import RetrySettings
 
 pytestmark = pytest.mark.unit
@@ -82,37 +88,55 @@ class Scripted:
         return outcome
 
 
-RETRY = RetrySettings(max_attempts=4, backoff_initial_s=1.0, backoff_max_s=3.0)
+RETRY = RetrySettings(backoff_initial_s=1.0, backoff_max_s=3.0, deadline_s=3600)
 
 
-async def test_transient_failures_back_off_exponentially_then_succeed() -> None:
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    flaky = Scripted(
-        [
-            DeliveryError("HTTP 503", transient=True),
-            DeliveryError("HTTP 500", transient=True),
-            DeliveryError("timed out", transient=True),
-            "HTTP 200 ok",
-        ]
-    )
-    result = await deliver(flaky, NOTE, RETRY, sleep=sleep)
-    assert (result.delivered, result.attempts, result.detail) == (True, 4, "HTTP 200 ok")
-    assert len(waits) == 3
-    for wait, base in zip(waits, [1.0, 2.0, 3.0], strict=True):  # capped at backoff_max_s
-        assert base <= wait <= base * 1.1
+def test_retry_waits_double_up_to_the_cap_with_jitter() -> None:
+    for attempts, step in [(1, 1.0), (2, 2.0), (3, 3.0), (9, 3.0)]:  # capped at backoff_max_s
+        wait = retry_wait(attempts=attempts, waited_s=0, retry=RETRY, retry_after_s=None)
+        assert wait is not None
+        assert step / 2 <= wait <= step
 
 
-async def test_permanent_failure_stops_and_exhaustion_reports_the_last_error() -> None:
-    async def sleep(seconds: float) -> None:
-        return None
+def test_retry_after_is_honoured_and_the_deadline_ends_the_retries() -> None:
+    assert retry_wait(attempts=1, waited_s=0, retry=RETRY, retry_after_s=120) == 120
+    # A try that would come after the deadline is not made: the notification has failed.
+    assert retry_wait(attempts=50, waited_s=3599, retry=RETRY, retry_after_s=None) is None
+    assert retry_wait(attempts=1, waited_s=3000, retry=RETRY, retry_after_s=601) is None
+    # With max_attempts, that many tries and no more.
+    capped = RETRY.model_copy(update={"max_attempts": 3})
+    assert retry_wait(attempts=2, waited_s=0, retry=capped, retry_after_s=None) is not None
+    assert retry_wait(attempts=3, waited_s=0, retry=capped, retry_after_s=None) is None
 
-    bad = Scripted([DeliveryError("HTTP 400 bad payload", transient=False)])
-    result = await deliver(bad, NOTE, RETRY, sleep=sleep)
-    assert (result.delivered, result.attempts, result.detail) == (False, 1, "HTTP 400 bad payload")
-    down = Scripted([DeliveryError(f"HTTP 50{i}", transient=True) for i in range(4)])
-    result = await deliver(down, NOTE, RETRY, sleep=sleep)
-    assert (result.delivered, result.attempts, result.detail) == (False, 4, "HTTP 503")
+
+def test_retry_after_header_in_seconds_or_as_a_date() -> None:
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert retry_after_seconds("30", now) == 30
+    assert retry_after_seconds("Fri, 01 May 2026 12:01:00 GMT", now) == 60
+    assert retry_after_seconds("Fri, 01 May 2026 11:00:00 GMT", now) == 0  # in the past
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None
+
+
+async def test_one_attempt_reports_success_transient_and_permanent_failures() -> None:
+    flaky = Scripted([DeliveryError("HTTP 429", transient=True, retry_after_s=7.0), "HTTP 200 ok"])
+    first = await attempt(flaky, NOTE, timeout_s=1)
+    assert (first.delivered, first.transient, first.retry_after_s) == (False, True, 7.0)
+    assert first.detail == "HTTP 429"
+    second = await attempt(flaky, NOTE, timeout_s=1)
+    assert (second.delivered, second.detail) == (True, "HTTP 200 ok")
+    bad = await attempt(Scripted([DeliveryError("HTTP 400", transient=False)]), NOTE, 1)
+    assert (bad.delivered, bad.transient) == (False, False)
+
+
+async def test_an_attempt_that_hangs_is_a_transient_failure() -> None:
+    class Hangs:
+        channel = "hangs"
+
+        async def send(self, notification: Notification) -> str:
+            await asyncio.sleep(60)
+            return "never"
+
+    result = await attempt(Hangs(), NOTE, timeout_s=0.05)
+    assert (result.delivered, result.transient) == (False, True)
+    assert "timed out" in result.detail

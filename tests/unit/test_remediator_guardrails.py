@@ -223,11 +223,8 @@ def test_stats_line() -> None:
     assert line == "sutazai-ollama: CPU 85.0 %, memory 1024.0 MiB / 2048.0 MiB (50.0 %)"
 
 
-@pytest.mark.parametrize(
-    "action",
-    ["docker.stop", "docker.recreate", "docker.update_limits", "recovery.ordered_restart"],
-)
-def test_stopping_deleting_and_limiting_wait_for_an_operator_by_default(action: str) -> None:
+@pytest.mark.parametrize("action", ["docker.stop", "docker.recreate"])
+def test_stopping_and_deleting_wait_for_an_operator_by_default(action: str) -> None:
     """Issue 18, finding 5: these ran on any allowlisted container without approval."""
     params = {"memory": "2g"} if action == "docker.update_limits" else {}
     target = "" if action == "recovery.ordered_restart" else "backend"
@@ -236,6 +233,18 @@ def test_stopping_deleting_and_limiting_wait_for_an_operator_by_default(action: 
     assert decide(_req(action, target, params=params), ON, approved=True).kind is (
         VerdictKind.EXECUTE
     )
+
+
+@pytest.mark.parametrize("action", ["docker.update_limits", "recovery.ordered_restart"])
+def test_the_runbooks_automatic_containment_needs_no_approval_by_default(action: str) -> None:
+    """Phase 3 runs them by itself and every container keeps running: a P0 database outage
+    must not wait for a human (issue 14). An operator may still require approval."""
+    params = {"memory": "2g"} if action == "docker.update_limits" else {}
+    target = "" if action == "recovery.ordered_restart" else "backend"
+    assert decide(_req(action, target, params=params), ON).kind is VerdictKind.EXECUTE
+    strict = RemediatorSettings(enabled=True, enabled_actions=["*"], approval_required=[action])
+    verdict = decide(_req(action, target, params=params), strict)
+    assert verdict.kind is VerdictKind.AWAIT_APPROVAL
 
 
 def test_the_approval_policy_is_configurable_but_keeps_the_runbooks_destructive_ones() -> None:

@@ -68,3 +68,11 @@ def test_unknown_setting_in_file_is_named(tmp_path: Path) -> None:
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_approval_timeout_must_end_well_before_the_request_is_forgotten() -> None:
+    # The remediator keeps a request 7 days: an approval that may come later than that
+    # would find nothing to run (and its id would haunt the sweep).
+    with pytest.raises(ConfigError, match=r"remediator: .*approval_timeout_s: 691200 s"):
+        load_settings(None, remediator={"approval_timeout_s": 8 * 24 * 3600})
+    assert load_settings(None, remediator={"approval_timeout_s": 86400}).remediator
