@@ -102,6 +102,7 @@ def build(runtime: Runtime) -> Service:
             outcome=event.outcome,
             escalate=event.escalate,
             detail=event.detail,
+            on_failure=event.on_failure,
         )
         if trigger:
             await escalations.fire_trigger(event.incident_id, trigger, cause=event)

@@ -205,14 +205,22 @@ def immediate_triggers(
 
 
 def remediation_trigger(
-    policy: Policy, *, action: str, outcome: ActionOutcome, escalate: bool, detail: str = ""
+    policy: Policy,
+    *,
+    action: str,
+    outcome: ActionOutcome,
+    escalate: bool,
+    detail: str = "",
+    on_failure: str = "stop",
 ) -> Trigger | None:
     """A remediation that failed, timed out or reached its attempt limit escalates at once.
 
     `escalate` is the remediator's own verdict (e.g. the attempt limit was reached); it
-    escalates whatever the outcome. Otherwise the configured outcomes escalate.
+    escalates whatever the outcome. Otherwise the configured outcomes escalate, unless the
+    step's playbook goes on past its failure (`on_failure: continue`, e.g. a probe into a
+    stopped container while gathering evidence): that failure is a note, not a page.
     """
-    if not escalate and outcome not in policy.remediation_outcomes:
+    if not escalate and (outcome not in policy.remediation_outcomes or on_failure == "continue"):
         return None
     why = f"remediation {action} {outcome.value}"
     if escalate:

@@ -43,6 +43,7 @@ from shared.events import (
     AlertRaised,
     AlertStatus,
     Event,
+    IncidentResolved,
 )
 from shared.settings import Settings
 from shared.silence_store import SilenceWatch
@@ -148,6 +149,8 @@ class Remediator:
             )
             deadline = self._clock.now() + timedelta(seconds=self._s.approval_timeout_s)
             await self._state.park(awaiting, deadline)
+            if request.incident_id:
+                await self._state.index_pending(request.incident_id, request.action_id)
             ACTIONS.labels(request.action, awaiting.outcome.value).inc()
         else:
             dry = verdict.kind is VerdictKind.DRY_RUN
@@ -168,6 +171,16 @@ class Remediator:
     ) -> None:
         assert verdict.action is not None
         action = verdict.action
+        if request.when is not None:
+            # Checked when the step would run, not when the playbook was written: "back up
+            # PostgreSQL" makes no sense while it is stopped. A skip is not an attempt.
+            holds, found = await self._executor.condition(request.when)
+            if not holds:
+                detail = f"skipped: {found} (the step runs when {request.when.describe()})"
+                await self._finish(
+                    self._completion(request, ActionOutcome.SKIPPED, prefix + detail, started)
+                )
+                return
         now = self._clock.now()
         limit = attempt_limit_for(action, self._s)
         if limit is not None:
@@ -230,10 +243,13 @@ class Remediator:
             )
             await self._state.record_fix(fix, self._s.ineffective_window_s)
 
-    # -- ActionApproved -------------------------------------------------------------
+    # -- ActionApproved, IncidentResolved ----------------------------------------------
     async def on_incident_event(self, event: Event) -> None:
         if isinstance(event, ActionRefused):
             await self._refused(event)
+            return
+        if isinstance(event, IncidentResolved) and event.incident_id:
+            await self._expire_approvals(event)
             return
         if not isinstance(event, ActionApproved):
             return
@@ -264,6 +280,25 @@ class Remediator:
                 request, ActionOutcome.REJECTED, f"refused by {event.by}{why}; not run", started
             )
         )
+
+    async def _expire_approvals(self, resolved: IncidentResolved) -> None:
+        """An approval cannot outlive its reason: what waits for one when its incident is
+        resolved expires (answered `skipped`, nothing run); a later approval finds nothing."""
+        incident_id = resolved.incident_id or ""
+        for action_id in await self._state.pending_of(incident_id):
+            request = await self._state.request(action_id)
+            if request is None:
+                continue
+            detail = (
+                f"expired: incident {incident_id} was resolved by {resolved.by} before an "
+                "operator approved; not run"
+            )
+            completion = self._completion(
+                request, ActionOutcome.SKIPPED, detail, time.perf_counter()
+            )
+            if await self._state.withdraw(completion):
+                ACTIONS.labels(request.action, "expired").inc()
+                log.info("remediator: %s %s", request.action, detail)
 
     # -- AlertRaised: was a fix ineffective? ------------------------------------------
     async def on_alert(self, event: Event) -> None:
@@ -381,6 +416,7 @@ class Remediator:
             playbook=request.playbook,
             step=request.step,
             escalate=escalate,
+            on_failure=request.on_failure,
         )
 
     async def _finish(self, completion: ActionCompleted) -> None:

@@ -128,6 +128,9 @@ def write_step(batch: Batch, run: Run, request: StepRequest, causation_id: str) 
             playbook=run.playbook,
             step=request.step,
             dangerous=request.dangerous,
+            phase=request.phase.value,
+            when=request.when,
+            on_failure=request.on_failure,
         )
     )
 
