@@ -125,13 +125,16 @@ class Executor:
         if action is ActionName.DOCKER_STATS:
             if target:
                 return Result((await p.engine.stats(target)).line())
-            # No target: every Jarvis container, as `docker stats --no-stream` (runbook).
-            rows = []
-            for name in s.diagnostics_containers:
+
+            # No target: every Jarvis container, as `docker stats --no-stream` (runbook),
+            # side by side (the engine takes a second or two to sample each).
+            async def line(name: str) -> str:
                 try:
-                    rows.append((await p.engine.stats(name)).line())
+                    return (await p.engine.stats(name)).line()
                 except ActionFailed as exc:
-                    rows.append(f"{name}: {exc}")
+                    return f"{name}: {exc}"
+
+            rows = await asyncio.gather(*(line(n) for n in s.diagnostics_containers))
             return Result("; ".join(rows))
         if action is ActionName.DOCKER_LOGS:
             assert isinstance(params, LogsParams)

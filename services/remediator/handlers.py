@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from services.remediator.executor import Executor, Result
 from services.remediator.guardrails import (
+    LIMITED_ACTIONS,
     REMEDIES,
     FixRecord,
     Verdict,
@@ -201,6 +202,11 @@ class Remediator:
                 )
                 return
         timeout_s = effective_timeout(request, action, self._s)
+        if action in LIMITED_ACTIONS:
+            # Acting on a target again supersedes its last fix: the alerts this action itself
+            # causes (the backend stopped during an ordered restart) do not make that fix
+            # "ineffective". This action's own success is remembered afresh below.
+            await self._state.forget_fixes(verdict.targets)
         result: Result | None = None
         try:
             result = await asyncio.wait_for(
@@ -232,6 +238,11 @@ class Remediator:
             fingerprints = await self._state.firing(target)
             if asked:
                 fingerprints.add(asked)
+            if not fingerprints and request.incident_id:
+                # A playbook's step on a target with no alert of its own (Ollama limited
+                # because the host runs hot) answered nothing there: a later alert on that
+                # target is news, not proof that this step failed.
+                continue
             fix = FixRecord(
                 action_id=request.action_id,
                 action=action.value,

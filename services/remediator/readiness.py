@@ -63,8 +63,8 @@ class Readiness:
                     response = await client.get(f"{self._backend_url}/health")
                 status = _json_field(response, "status")
                 ok = response.status_code == 200 and (not strict or status == "healthy")
-                return ok, f"{'healthy' if ok else 'unhealthy'} (HTTP {response.status_code}, "
-                f"status {status!r})"
+                word = "healthy" if ok else "unhealthy"
+                return ok, f"{word} (HTTP {response.status_code}, status {status!r})"
             if component == "ollama":
                 async with httpx.AsyncClient(timeout=5) as client:
                     response = await client.get(f"{self._ollama_url}/api/tags")

@@ -286,6 +286,10 @@ class RemediatorState:
         if fix is not None and fix.action_id == action_id:
             await self._redis.delete(f"{PREFIX}:fix:{target}")
 
+    async def forget_fixes(self, targets: tuple[str, ...]) -> None:
+        if targets:
+            await self._redis.delete(*(f"{PREFIX}:fix:{t}" for t in targets))
+
     async def block(self, target: str, reason: str, until: datetime, ttl_s: float) -> None:
         body = json.dumps({"reason": reason, "until": _epoch(until)})
         await self._redis.set(f"{PREFIX}:block:{target}", body, ex=int(ttl_s) + 60)
