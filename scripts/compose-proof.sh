@@ -148,26 +148,9 @@ pick_compose() {
 # The Debian base image, shared with the sandbox (scripts/debian-base.sh; cached).
 build_base_image() { bash "$ROOT/scripts/debian-base.sh" "$BASE_IMAGE"; }
 
-# Tag a stand-in image with the hash of its recipe and the base image's id, so a changed
-# recipe or base is rebuilt and an unchanged one is reused.
-standin_tag() {
-  local name=$1 base_id
-  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
-  printf 'jarvis-proof/%s:%s' "$name" \
-    "$( (echo "$base_id"; cat "$ROOT/deploy/proof/$name.Dockerfile" "$ROOT"/deploy/proof/*.sh) \
-      | sha256sum | cut -c1-12)"
-}
-
-build_standin() {
-  local name=$1 tag
-  tag=$(standin_tag "$name")
-  if docker image inspect "$tag" >/dev/null 2>&1; then
-    echo "$tag exists; reused"
-    return 0
-  fi
-  timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-    -f "$ROOT/deploy/proof/$name.Dockerfile" -t "$tag" "$ROOT/deploy/proof"
-}
+# Stand-ins for the redis and postgres images (tagged by recipe; shared with the sandbox).
+# shellcheck source=scripts/proof-images.sh
+. "$ROOT/scripts/proof-images.sh"
 
 build_app_image() {
   timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \

@@ -502,8 +502,8 @@ class DrillStarted(Event):
     """A drill injected a runbook failure into the stack on purpose (`jarvis-ir drill`).
 
     The next incident of `service` opened within `window_s` is the drill's: triage marks
-    it (SeverityAssigned.drill_id), notifications say [DRILL], and escalation stops at
-    `max_escalation_level`.
+    it (SeverityAssigned.drill_id, a "[DRILL]" title, so notifications say so), and the
+    escalator stops it at `drills.max_escalation_level`.
     """
 
     EVENT_TYPE: ClassVar[str] = "DrillStarted"
@@ -517,9 +517,6 @@ class DrillStarted(Event):
     injected_at: datetime = Field(description="When the fault was injected (the drill's t=0).")
     window_s: float = Field(
         default=120.0, gt=0, description="How long after injection an incident is the drill's."
-    )
-    max_escalation_level: int = Field(
-        default=1, ge=0, le=5, description="Escalation stops at this level (0: none)."
     )
     by: str = Field(default="operator", max_length=128, description="Who ran the drill.")
 

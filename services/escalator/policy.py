@@ -89,6 +89,22 @@ class Policy(BaseModel):
     def level(self, number: int) -> LevelContacts:
         return self.levels.get(number) or LevelContacts(role=f"level {number}")
 
+    def capped(self, highest: int) -> Policy:
+        """The policy of a drill's incident: nothing escalates above `highest`
+        (`drills.max_escalation_level`); time steps above it only monitor."""
+        return self.model_copy(
+            update={
+                "matrix": {
+                    severity: tuple(
+                        (after, level if level is None or level <= highest else None)
+                        for after, level in row
+                    )
+                    for severity, row in self.matrix.items()
+                },
+                "trigger_levels": {k: min(v, highest) for k, v in self.trigger_levels.items()},
+            }
+        )
+
 
 # The runbook's matrix, as the default configuration produces it (kept for readers and tests).
 ESCALATION_MATRIX = Policy.from_settings(EscalatorSettings()).matrix

@@ -10,6 +10,7 @@ reads state, asks a pure module what to do, and commits the result atomically th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -43,6 +44,7 @@ from shared.events import (
     ActionCompleted,
     AlertRaised,
     AlertStatus,
+    DrillStarted,
     Event,
     IncidentResolved,
     Level,
@@ -150,6 +152,8 @@ class Triage:
             )
             if change is None:
                 continue  # a repeat: nothing to store, nothing to say
+            if change.opened:
+                change = self._drill(batch, snap.drills, prepared.service, change, now)
             # The playbook is chosen first (SeverityAssigned names it), but its writes come
             # after the severity, so the timeline reads decision → first step.
             steps: list[Callable[[Batch], None]] = []
@@ -183,6 +187,24 @@ class Triage:
             batch, alert, prepared.service, (silence.id, window), known.get(alert.fingerprint)
         )
         return True
+
+    @staticmethod
+    def _drill(
+        batch: Batch, drills: dict[str, str], service: str, change: Change, now: datetime
+    ) -> Change:
+        """The first incident of a drill's service opened within its window is the drill's:
+        marked (SeverityAssigned.drill_id) and titled "[DRILL] …" for every reader."""
+        raw = drills.pop(service, None)
+        if raw is None:
+            return change
+        batch.hdel(Keys.DRILLS, service)
+        drill = json.loads(raw)
+        injected = datetime.fromisoformat(drill["injected_at"])
+        if (now - injected).total_seconds() > float(drill["window_s"]):
+            return change  # too late: this incident is not the drill's
+        inc = change.incident
+        marked = replace(inc, drill_id=drill["drill_id"], title=f"[DRILL] {inc.title}")
+        return replace(change, incident=marked)
 
     def _playbook(
         self,
@@ -264,6 +286,9 @@ class Triage:
     # Resolution --------------------------------------------------------------------------
 
     async def on_incident(self, event: Event) -> None:
+        if isinstance(event, DrillStarted):
+            await self.store.expect_drill(event.service, event.to_json())
+            return
         if not isinstance(event, IncidentResolved) or not event.incident_id:
             return
         resolved_by = event.by

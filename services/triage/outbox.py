@@ -107,6 +107,7 @@ def _assigned(alert: AlertRaised, change: Change) -> SeverityAssigned:
         data_loss=inc.data_loss,
         security=inc.security,
         root_cause=inc.root_cause,
+        drill_id=inc.drill_id,
     )
 
 

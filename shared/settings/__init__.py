@@ -34,6 +34,7 @@ from shared.settings.detector import (
     ProbeSchedule,
     RedisProbeSettings,
 )
+from shared.settings.drills import DrillSettings
 from shared.settings.escalator import (
     EmailNotifierSettings,
     EscalationCell,
@@ -76,6 +77,7 @@ __all__ = [
     "ContainerTarget",
     "DetectorSettings",
     "DockerProbeSettings",
+    "DrillSettings",
     "EmailNotifierSettings",
     "EscalationCell",
     "EscalationLevelSettings",
@@ -211,6 +213,7 @@ class Settings(BaseSettings):
     remediator: RemediatorSettings = Field(default_factory=RemediatorSettings)
     escalator: EscalatorSettings = Field(default_factory=EscalatorSettings)
     recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+    drills: DrillSettings = Field(default_factory=DrillSettings)
 
     @classmethod
     def settings_customise_sources(
