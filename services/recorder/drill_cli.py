@@ -99,6 +99,9 @@ def run(
     if target not in drills.allowed_targets:
         print(f"jarvis-ir: {target} is not in drills.allowed_targets", file=sys.stderr)
         return 2
+    if not yes and not sys.stdin.isatty():
+        print("jarvis-ir: not a terminal: confirm the drill with --yes", file=sys.stderr)
+        return 2
     base = (url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/")
     headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
     client = httpx.Client(base_url=base, headers=headers, timeout=30)
@@ -112,9 +115,6 @@ def run(
             )
             return 1
         if not yes:
-            if not sys.stdin.isatty():
-                print("jarvis-ir: not a terminal: confirm with --yes", file=sys.stderr)
-                return 2
             reply = input(f"This breaks {target} for real ({found.fault}). Go on? [y/N] ")
             if reply.strip().lower() not in ("y", "yes"):
                 return 1

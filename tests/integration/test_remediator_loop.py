@@ -21,9 +21,17 @@ from services.remediator.docker_engine import DockerEngine
 from services.remediator.main import build
 from services.remediator.ports import ActionFailed
 from shared.bus import EventBus
-from shared.events import ActionApproved, ActionRequested, IncidentResolved
+from shared.clock import ManualClock
+from shared.events import (
+    ActionApproved,
+    ActionRequested,
+    AlertRaised,
+    AlertStatus,
+    IncidentResolved,
+)
 from shared.settings import Settings
-from tests.helpers import eventually, running
+from shared.streams import ACTIONS_COMPLETED
+from tests.helpers import eventually, read_stream, running
 from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
     Containers,
     answers,
@@ -43,8 +51,10 @@ def _request(action: str, target: str = "", **fields: Any) -> ActionRequested:
 
 
 @contextlib.asynccontextmanager
-async def _remediator(settings: Settings) -> AsyncIterator[EventBus]:
-    async with running(settings, [build]) as (_client, runtime):
+async def _remediator(
+    settings: Settings, clock: ManualClock | None = None
+) -> AsyncIterator[EventBus]:
+    async with running(settings, [build], clock=clock) as (_client, runtime):
         yield runtime.bus("test")
 
 
@@ -243,3 +253,71 @@ async def test_a_pending_approval_expires_with_its_incident_and_a_later_one_runs
 
 async def _count(redis: Redis, action_id: str, n: int) -> bool:
     return len(await answers(redis, action_id)) >= n
+
+
+async def _ineffective(redis: Redis) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in await read_stream(redis, ACTIONS_COMPLETED.key)
+        if "ineffective remediation" in c["detail"]
+    ]
+
+
+@pytest.mark.docker
+async def test_acting_on_a_target_again_supersedes_its_last_fix(
+    redis: Redis, make_settings: Callable[..., Settings], containers: Containers
+) -> None:
+    """The postgres-down drill after the backend-down one: the ordered restart stops the
+    backend itself; the alert that causes is not proof the earlier restart failed."""
+    box = containers.run("exec sleep 100000", network_mode="none")
+    clock = ManualClock()
+    settings = _enabled(make_settings, remediator={"allowed_targets": [box.name]})
+    alert = AlertRaised(service="backend", check="health", labels={"container": box.name})
+    async with _remediator(settings, clock) as bus:
+        await bus.publish(alert)
+        await eventually(lambda: redis.hlen(f"jarvis:remediator:firing:{box.name}"))
+        first = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
+        await bus.publish(first)
+        assert (await final_answer(redis, first.action_id))["outcome"] == "succeeded"
+        clock.advance(60)
+        await bus.publish(
+            alert.model_copy(update={"event_id": str(uuid.uuid4()), "status": AlertStatus.RESOLVED})
+        )
+        stop = _request("docker.stop", box.name, params={"stop_timeout_s": 1})
+        await bus.publish(stop)
+        assert (await final_answer(redis, stop.action_id))["outcome"] == "succeeded"
+        await bus.publish(alert.model_copy(update={"event_id": str(uuid.uuid4())}))
+        probe = _request("docker.start", box.name)
+        await bus.publish(probe)
+        started = await final_answer(redis, probe.action_id)
+    assert started["outcome"] == "succeeded", started["detail"]
+    assert await _ineffective(redis) == []
+
+
+@pytest.mark.docker
+async def test_a_playbook_step_on_a_target_without_alerts_records_no_fix(
+    redis: Redis, make_settings: Callable[..., Settings], containers: Containers
+) -> None:
+    """Ollama limited by a host-CPU incident's playbook: a later Ollama alert is news."""
+    box = containers.run("exec sleep 100000", network_mode="none")
+    clock = ManualClock()
+    settings = _enabled(make_settings, remediator={"allowed_targets": [box.name]})
+    async with _remediator(settings, clock) as bus:
+        limit = _request(
+            "docker.update_limits",
+            box.name,
+            params={"memory": "64m"},
+            playbook="high_resource_usage",
+            step=4,
+        )
+        await bus.publish(limit)
+        assert (await final_answer(redis, limit.action_id))["outcome"] == "succeeded"
+        clock.advance(60)
+        alert = AlertRaised(service="ollama", check="models", labels={"container": box.name})
+        await bus.publish(alert)
+        await eventually(lambda: redis.hlen(f"jarvis:remediator:firing:{box.name}"))
+        after = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
+        await bus.publish(after)
+        answer = await final_answer(redis, after.action_id)
+    assert answer["outcome"] == "succeeded", answer["detail"]
+    assert await _ineffective(redis) == []

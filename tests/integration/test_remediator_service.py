@@ -351,7 +351,7 @@ async def test_a_refused_action_is_answered_rejected_naming_who_and_never_runs(
         await bus.publish(request)
         await eventually(lambda: _count_is(redis, request.action_id, 1))
         await bus.publish(ActionRefused(action_id=request.action_id, by="alice", reason="not now"))
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
         assert answer["outcome"] == "rejected"
         assert answer["detail"] == "refused by alice: not now; not run"
         assert answer["escalate"] is False
@@ -384,14 +384,14 @@ async def test_no_automatic_action_changes_a_target_in_a_maintenance_window(
         backup = _request("redis.bgsave", "jarvis-redis", requested_by="playbook:x")
         for request in (playbook, operator, backup):
             await bus.publish(request)
-        skipped = await _final(redis, playbook.action_id)
+        skipped = await final_answer(redis, playbook.action_id)
         assert skipped["outcome"] == "skipped"
         assert skipped["dry_run"] is False
         assert f"silenced by {silence.id}" in skipped["detail"]
         assert "maintenance window" in skipped["detail"]
         # What an operator asks for still goes to approval; a backup still runs.
         await eventually(lambda: _count_is(redis, operator.action_id, 1))
-        assert (await _answers(redis, operator.action_id))[0]["outcome"] == "awaiting_approval"
-        assert (await _final(redis, backup.action_id))["outcome"] == "succeeded"
+        assert (await answers(redis, operator.action_id))[0]["outcome"] == "awaiting_approval"
+        assert (await final_answer(redis, backup.action_id))["outcome"] == "succeeded"
     assert await target.get("cache:x") == b"1"
     await target.aclose()

@@ -243,3 +243,13 @@ def test_an_unresolved_incident_says_so() -> None:
 def test_duration_format() -> None:
     assert postmortem.format_duration(at(125) - T0) == "2 hours 5 minutes"
     assert postmortem.format_duration(T0 - at(1)) == "0 hours 0 minutes"
+
+
+def test_a_drills_postmortem_says_it_was_a_drill() -> None:
+    cause = alert()
+    drill = "4b1c2d3e-0000-4000-8000-00000000d811"
+    timeline = [_entry(cause), _entry(assigned(cause, INCIDENT, drill_id=drill))]
+    text = postmortem.render(_incident(title="[DRILL] backend unresponsive"), timeline)
+    assert f"**This was a drill** (`jarvis-ir drill`, drill {drill})" in text
+    plain = postmortem.render(_incident(), [_entry(cause), _entry(assigned(cause, INCIDENT))])
+    assert "drill" not in plain.lower()
