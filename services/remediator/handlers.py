@@ -43,6 +43,7 @@ from shared.events import (
     ActionRequested,
     AlertRaised,
     AlertStatus,
+    DrillStarted,
     Event,
     IncidentResolved,
 )
@@ -261,6 +262,11 @@ class Remediator:
             return
         if isinstance(event, IncidentResolved) and event.incident_id:
             await self._expire_approvals(event)
+            return
+        if isinstance(event, DrillStarted):
+            # A fault injected on purpose says nothing about the target's last fix: the
+            # drill's alerts must not stop automatic action as "ineffective remediation".
+            await self._state.forget_fixes((event.target,))
             return
         if not isinstance(event, ActionApproved):
             return

@@ -10,7 +10,6 @@ reads state, asks a pure module what to do, and commits the result atomically th
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from typing import Any
 
 from services.triage import playbooks as pb
 from services.triage.classify import Classification, Classifier, alert_text
+from services.triage.drills import mark_drill
 from services.triage.grouping import (
     Change,
     GroupingPolicy,
@@ -152,8 +152,11 @@ class Triage:
             )
             if change is None:
                 continue  # a repeat: nothing to store, nothing to say
-            if change.opened:
-                change = self._drill(batch, snap.drills, prepared.service, change, now)
+            if change.opened and prepared.service in snap.drills:
+                # The first incident of a drill's service is the drill's (mark used up).
+                raw = snap.drills.pop(prepared.service)
+                batch.hdel(Keys.DRILLS, prepared.service)
+                change = mark_drill(change, raw, now)
             # The playbook is chosen first (SeverityAssigned names it), but its writes come
             # after the severity, so the timeline reads decision → first step.
             steps: list[Callable[[Batch], None]] = []
@@ -187,24 +190,6 @@ class Triage:
             batch, alert, prepared.service, (silence.id, window), known.get(alert.fingerprint)
         )
         return True
-
-    @staticmethod
-    def _drill(
-        batch: Batch, drills: dict[str, str], service: str, change: Change, now: datetime
-    ) -> Change:
-        """The first incident of a drill's service opened within its window is the drill's:
-        marked (SeverityAssigned.drill_id) and titled "[DRILL] …" for every reader."""
-        raw = drills.pop(service, None)
-        if raw is None:
-            return change
-        batch.hdel(Keys.DRILLS, service)
-        drill = json.loads(raw)
-        injected = datetime.fromisoformat(drill["injected_at"])
-        if (now - injected).total_seconds() > float(drill["window_s"]):
-            return change  # too late: this incident is not the drill's
-        inc = change.incident
-        marked = replace(inc, drill_id=drill["drill_id"], title=f"[DRILL] {inc.title}")
-        return replace(change, incident=marked)
 
     def _playbook(
         self,

@@ -27,7 +27,9 @@ from shared.events import (
     ActionRequested,
     AlertRaised,
     AlertStatus,
+    DrillStarted,
     IncidentResolved,
+    utcnow,
 )
 from shared.settings import Settings
 from shared.streams import ACTIONS_COMPLETED
@@ -321,3 +323,42 @@ async def test_a_playbook_step_on_a_target_without_alerts_records_no_fix(
         answer = await final_answer(redis, after.action_id)
     assert answer["outcome"] == "succeeded", answer["detail"]
     assert await _ineffective(redis) == []
+
+
+@pytest.mark.docker
+async def test_a_drill_on_a_target_is_not_taken_for_an_ineffective_fix(
+    redis: Redis, make_settings: Callable[..., Settings], containers: Containers
+) -> None:
+    """ollama-down, then memory-pressure 30 s later: the second fault is deliberate."""
+    box = containers.run("exec sleep 100000", network_mode="none")
+    clock = ManualClock()
+    settings = _enabled(make_settings, remediator={"allowed_targets": [box.name]})
+    alert = AlertRaised(service="ollama", check="api", labels={"container": box.name})
+    async with _remediator(settings, clock) as bus:
+        await bus.publish(alert)
+        await eventually(lambda: redis.hlen(f"jarvis:remediator:firing:{box.name}"))
+        fix = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
+        await bus.publish(fix)
+        assert (await final_answer(redis, fix.action_id))["outcome"] == "succeeded"
+        clock.advance(30)
+        await bus.publish(
+            DrillStarted(
+                drill_id=str(uuid.uuid4()),
+                scenario="memory-pressure",
+                service="ollama",
+                target=box.name,
+                fault="memory held",
+                injected_at=utcnow(),
+            )
+        )
+        await eventually(lambda: _fix_gone(redis, box.name))
+        await bus.publish(alert.model_copy(update={"event_id": str(uuid.uuid4())}))
+        again = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
+        await bus.publish(again)
+        answer = await final_answer(redis, again.action_id)
+    assert answer["outcome"] == "succeeded", answer["detail"]
+    assert await _ineffective(redis) == []
+
+
+async def _fix_gone(redis: Redis, target: str) -> bool:
+    return not await redis.exists(f"jarvis:remediator:fix:{target}")
