@@ -84,12 +84,16 @@ def _table(reports: list[dict[str, Any]]) -> str:
     def cell(value: float | None) -> str:
         return "—" if value is None else f"{value:.1f}"
 
-    head = "| drill | fault | detected | protect done | fix done | verified | resolved | status |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| drill | fault | detected | diagnostics done | protect done | fix done | verified "
+        "| resolved | status |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         phases = {p["phase"]: p["finished_s"] for p in r["phases"]}
         lines.append(
             f"| {r['scenario']} | {r['fault']} | {cell(r['detected_s'])} s | "
+            f"{cell(phases.get('diagnostics'))} s | "
             f"{cell(phases.get('protect'))} s | {cell(phases.get('fix'))} s | "
             f"{cell(r['verified_s'])} s | {cell(r['resolved_s'])} s | {r['status']} |"
         )

@@ -92,6 +92,16 @@ class Handler(BaseHTTPRequestHandler):
         pass  # quiet: the detector counts error lines in container logs
 
 
+def _hold(size: int, chunk: int = 8 << 20) -> None:
+    """Fill `size` bytes a chunk at a time (written, so resident), yielding the interpreter
+    between chunks: one huge allocation would hold it long enough for probes to time out,
+    and the drill is about memory, not a hung API."""
+    while size > 0:
+        HELD.append(b"\x01" * min(chunk, size))
+        size -= chunk
+        time.sleep(0.002)
+
+
 def backend_routes(ollama: str) -> dict[str, Any]:
     started = time.time()
     served = [0]
@@ -176,8 +186,8 @@ def ollama_routes(state: Path) -> dict[str, Any]:
         limit = memory_limit()
         wanted = int(limit * percent / 100) - memory_usage()
         if wanted > 0:
-            HELD.append(b"\x01" * wanted)  # written, so resident
-        return 200, {"limit": limit, "usage": memory_usage()}
+            threading.Thread(target=_hold, args=(wanted,), daemon=True).start()
+        return 202, {"limit": limit, "usage": memory_usage(), "holding": max(wanted, 0)}
 
     return {
         "GET /api/tags": tags,
