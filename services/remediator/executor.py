@@ -84,6 +84,27 @@ class Executor:
         """Whether a step's `when:` holds now, and what was found."""
         return await self._ready.holds(condition)
 
+    async def already_done(
+        self, action: ActionName, params: object, targets: tuple[str, ...]
+    ) -> str | None:
+        """What is already so, when running `action` would change nothing (limits that are
+        already those asked for); None when it has to run."""
+        if action is not ActionName.DOCKER_UPDATE_LIMITS or not targets:
+            return None
+        assert isinstance(params, UpdateLimitsParams)
+        host = (await self._p.engine.inspect(targets[0]))["HostConfig"]
+        wanted = {
+            "Memory": params.memory_bytes if params.memory is not None else host["Memory"],
+            "MemorySwap": params.swap_bytes if params.memory is not None else host["MemorySwap"],
+            "NanoCpus": params.nano_cpus if params.nano_cpus is not None else host["NanoCpus"],
+        }
+        if any(host.get(key) != value for key, value in wanted.items()):
+            return None
+        return (
+            f"limits of {targets[0]} already memory {host['Memory']} B, swap "
+            f"{host['MemorySwap']} B, cpus {host['NanoCpus'] / 1e9:g}: nothing changed"
+        )
+
     async def run(
         self,
         request: ActionRequested,

@@ -183,6 +183,14 @@ class Remediator:
                     self._completion(request, ActionOutcome.SKIPPED, prefix + detail, started)
                 )
                 return
+        unchanged = await self._executor.already_done(action, verdict.params, verdict.targets)
+        if unchanged is not None:
+            # Nothing to change (Ollama limited by an earlier incident): not an attempt and
+            # not a fix, so a busy host's repeated incidents do not use up the budget.
+            await self._finish(
+                self._completion(request, ActionOutcome.SUCCEEDED, prefix + unchanged, started)
+            )
+            return
         now = self._clock.now()
         limit = attempt_limit_for(action, self._s)
         if limit is not None:

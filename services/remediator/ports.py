@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "ActionFailed",
@@ -69,6 +69,7 @@ class ContainerEngine(Protocol):
     async def update_limits(
         self, name: str, memory: int | None, memory_swap: int | None, nano_cpus: int | None
     ) -> str: ...
+    async def inspect(self, name: str) -> dict[str, Any]: ...
     async def stats(self, name: str) -> ContainerStats: ...
     async def wait_healthy(self, name: str, timeout_s: float) -> str: ...
     async def logs(self, name: str, since_s: int, tail: int | None) -> bytes: ...

@@ -362,3 +362,28 @@ async def test_a_drill_on_a_target_is_not_taken_for_an_ineffective_fix(
 
 async def _fix_gone(redis: Redis, target: str) -> bool:
     return not await redis.exists(f"jarvis:remediator:fix:{target}")
+
+
+@pytest.mark.docker
+async def test_limits_already_in_place_change_nothing_and_use_no_attempt(
+    redis: Redis, make_settings: Callable[..., Settings], containers: Containers
+) -> None:
+    """A busy host's repeated high-resource incidents each ask to limit Ollama: only the
+    first changes anything, and the memory-pressure fix still has its attempts."""
+    box = containers.run("exec sleep 100000", network_mode="none")
+    settings = _enabled(
+        make_settings,
+        remediator={
+            "allowed_targets": [box.name],
+            "attempt_limits": {"docker.update_limits": {"max_attempts": 1, "window_s": 1800}},
+        },
+    )
+    outcomes = []
+    async with _remediator(settings) as bus:
+        for memory in ("64m", "64m", "96m"):
+            request = _request("docker.update_limits", box.name, params={"memory": memory})
+            await bus.publish(request)
+            outcomes.append(await final_answer(redis, request.action_id))
+    assert [a["outcome"] for a in outcomes] == ["succeeded", "succeeded", "rejected"]
+    assert "nothing changed" in outcomes[1]["detail"]
+    assert "attempt limit reached: 1 runs" in outcomes[2]["detail"]
