@@ -453,7 +453,10 @@ function listen() {
     if (entry.incident_id && !incidents.has(entry.incident_id)) soon("incidents", loadIncidents);
     if (/^Action/.test(entry.event_type)) soon("approvals", loadApprovals);
     if (/^(Silence|AlertSilenced)/.test(entry.event_type)) soon("silences", loadSilences);
-    if (entry.incident_id) soon("drills", loadDrills);  // a drill's incident moving on
+    // What moves a drill's figures on: its incident opening, a step's answer, the end.
+    if (/^(SeverityAssigned|ActionCompleted|IncidentResolved)$/.test(entry.event_type)) {
+      soon("drills", loadDrills);
+    }
   });
 }
 
