@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from services.recorder.drills import SCENARIOS
-from shared.cluster import jarvis_ir_command
+from shared.cluster import jarvis_ir_command, wait_until
 from shared.embedded_redis import free_port
 
 __all__ = ["main"]
@@ -38,16 +38,6 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "sandbox" / "jarvis.toml"
 TARGET_S = 60.0
-
-
-def _wait(check: Any, timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise TimeoutError(f"{what} did not happen within {timeout_s:g} s")
 
 
 def _get(client: httpx.Client, path: str) -> Any:
@@ -125,12 +115,12 @@ def run(args: argparse.Namespace) -> int:
     client = httpx.Client(base_url=base, timeout=10)
     reports: list[dict[str, Any]] = []
     try:
-        _wait(lambda: _get(client, "/health") is not None, 90, "jarvis-ir up answering")
+        wait_until(lambda: _get(client, "/health") is not None, 90, "jarvis-ir up answering")
         print(f"jarvis-ir up on {base} (log {workdir / 'up.log'}); the page: {base}/", flush=True)
         time.sleep(12)  # a full round of every probe (Docker's every 10 s) on the healthy stack
         for scenario in args.scenario or list(SCENARIOS):
             service = SCENARIOS[scenario].service
-            _wait(lambda s=service: _calm(client, s), 180, f"no open {service} incident", every_s=1)
+            wait_until(lambda s=service: _calm(client, s), 180, f"no open {service} incident")
             drill = subprocess.run(
                 [
                     *jarvis_ir_command(),
@@ -155,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"drill {scenario} printed nothing: {drill.stderr}")
             report = json.loads(drill.stdout)
             # An approval left waiting expires with its incident: wait for that answer too.
-            _wait(
+            wait_until(
                 lambda r=report: all(
                     s["outcome"] not in ("pending", "awaiting_approval")
                     for s in (_get(client, f"/api/v1/drills/{r['id']}") or r)["steps"]

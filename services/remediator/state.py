@@ -84,13 +84,13 @@ end
 return 0
 """
 
-# KEYS: pending, done, stream, incident index. ARGV: id, completion JSON, ttl, maxlen.
+# KEYS: pending, done, stream, incident index. ARGV: id, completion JSON, ttl.
 # Finishes an action that still waits for approval (its incident was resolved).
 _WITHDRAW = """
 redis.call('SREM', KEYS[4], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', '__data__', ARGV[2])
+    redis.call('XADD', KEYS[3], '*', '__data__', ARGV[2])
     return 1
   end
 end
@@ -216,7 +216,7 @@ class RemediatorState:
         incident = f"{PREFIX}:pending-of:{completion.incident_id}"
         done = await self._withdraw(
             keys=[PENDING, f"{PREFIX}:done:{aid}", ACTIONS_COMPLETED.key, incident],
-            args=[aid, completion.to_json(), _TTL_S, self._maxlen],
+            args=[aid, completion.to_json(), _TTL_S],
         )
         return bool(done)
 

@@ -138,7 +138,7 @@ async def test_a_drills_incident_escalates_no_higher_than_the_configured_level(
     settings = make_settings(drills={"max_escalation_level": 1})
     drill_incident, real_incident = str(uuid.uuid4()), str(uuid.uuid4())
     async with running(settings, [build_escalator], clock=clock):
-        bus = EventBus(redis, maxlen=10_000, producer="test")
+        bus = EventBus(redis, producer="test")
         for incident, drill in ((drill_incident, str(uuid.uuid4())), (real_incident, None)):
             await bus.publish(
                 severity_event(incident, Severity.P0, clock.now(), data_loss=True, drill_id=drill)
