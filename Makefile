@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## demo: the sandbox stack (deploy/sandbox/, Docker) beside `jarvis-ir up` on :10300 with
+## remediation on for the sandbox only; runs the five drills, then stays up until Ctrl-C
+demo: $(STAMP)
+	$(BIN)/python -m bench.drills --demo --port 10300 --redis-port 10379 --quiet-period 30
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,6 @@ LOG=$WORK/proof.log
 PROJECT=${JARVIS_PROOF_PROJECT:-jarvis-ir-proof}
 BASE_IMAGE=${JARVIS_PROOF_BASE_IMAGE:-jarvis-proof/debian-python:bookworm}
 APP_IMAGE=${JARVIS_PROOF_APP_IMAGE:-jarvis-responder:proof}
-SUITE=bookworm
 # Loopback ports of the stack (host networking); override if they clash.
 PORT_BASE=${JARVIS_PROOF_PORT_BASE:-16300}
 REDIS_PORT=$((PORT_BASE + 79))
@@ -151,82 +150,12 @@ pick_compose() {
   COMPOSE+=(-p "$PROJECT" --project-directory "$ROOT" --env-file "$WORK/proof.env")
 }
 
-# The Debian mirror apt already uses (never another host).
-debian_mirror() {
-  python3 - "$SUITE" <<'PY'
-import glob, re, sys
-suite = sys.argv[1]
-# deb822 sources: paragraphs with Types / URIs / Suites.
-for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-    for para in re.split(r"\n\s*\n", open(path).read()):
-        fields = {}
-        for line in para.splitlines():
-            if line.startswith("#") or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip().lower()] = value.split()
-        if "deb" in fields.get("types", []) and suite in fields.get("suites", []):
-            print(fields["uris"][0]); sys.exit(0)
-# one-line sources: deb [options] URI SUITE COMPONENTS...
-for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
-    try:
-        lines = open(path).read().splitlines()
-    except OSError:
-        continue
-    for line in lines:
-        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-        if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
-            print(words[1]); sys.exit(0)
-sys.exit(f"no apt source for Debian {suite} found in /etc/apt")
-PY
-}
+# The Debian base image, shared with the sandbox (scripts/debian-base.sh; cached).
+build_base_image() { bash "$ROOT/scripts/debian-base.sh" "$BASE_IMAGE"; }
 
-build_base_image() {
-  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    echo "base image $BASE_IMAGE exists; reused"
-    return 0
-  fi
-  local mirror rootfs
-  mirror=$(debian_mirror)
-  echo "debootstrap $SUITE from $mirror"
-  rootfs=$(mktemp -d "$WORK/rootfs.XXXXXX")
-  timeout 900 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    "$SUITE" "$rootfs" "$mirror"
-  # Trust what this host trusts (a TLS-inspecting proxy's CA, if any) so pip reaches PyPI.
-  mkdir -p "$rootfs/usr/local/share/ca-certificates"
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/usr/local/share/ca-certificates/host-trust.crt"
-  chroot "$rootfs" update-ca-certificates >/dev/null
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar --numeric-owner -C "$rootfs" -c . | docker import \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'CMD ["/bin/bash"]' \
-    - "$BASE_IMAGE"
-  rm -rf "$rootfs"
-}
-
-# Tag a stand-in image with the hash of its recipe and the base image's id, so a changed
-# recipe or base is rebuilt and an unchanged one is reused.
-standin_tag() {
-  local name=$1 base_id
-  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
-  printf 'jarvis-proof/%s:%s' "$name" \
-    "$( (echo "$base_id"; cat "$ROOT/deploy/proof/$name.Dockerfile" "$ROOT"/deploy/proof/*.sh) \
-      | sha256sum | cut -c1-12)"
-}
-
-build_standin() {
-  local name=$1 tag
-  tag=$(standin_tag "$name")
-  if docker image inspect "$tag" >/dev/null 2>&1; then
-    echo "$tag exists; reused"
-    return 0
-  fi
-  timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-    -f "$ROOT/deploy/proof/$name.Dockerfile" -t "$tag" "$ROOT/deploy/proof"
-}
+# Stand-ins for the redis and postgres images (tagged by recipe; shared with the sandbox).
+# shellcheck source=scripts/proof-images.sh
+. "$ROOT/scripts/proof-images.sh"
 
 build_app_image() {
   timeout 900 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
@@ -353,7 +282,7 @@ say "compose-proof: log in $LOG"
 step "Docker engine" ensure_docker
 step "tools (debootstrap, compose)" ensure_tools
 pick_compose
-step "base image $BASE_IMAGE (debootstrap $SUITE, cached)" build_base_image
+step "base image $BASE_IMAGE (debootstrap bookworm, cached)" build_base_image
 step "stand-in image for redis (cached)" build_standin redis
 step "stand-in image for postgres (cached)" build_standin postgres
 step "project image $APP_IMAGE (BASE_IMAGE=$BASE_IMAGE)" build_app_image

@@ -1,5 +1,5 @@
-"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`), or print a
-postmortem (`postmortem ID`)."""
+"""`jarvis-ir`: run the whole system (`up`) or one service (`serve <name>`), print a
+postmortem (`postmortem ID`), or run a drill (`drill <scenario>`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import uvicorn
 
 from services.detector.main import build as build_detector
 from services.escalator.main import build as build_escalator
-from services.recorder import postmortem_cli
+from services.recorder import drill_cli, postmortem_cli
+from services.recorder.drills import SCENARIOS
 from services.recorder.main import build as build_recorder
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
@@ -56,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     postmortem.add_argument("incident_id", help="the incident's id")
     postmortem.add_argument("--config", help="configuration file (reads DATABASE_URL)")
     postmortem.add_argument("--url", help="ask a running recorder, e.g. http://127.0.0.1:10300")
+    drill = sub.add_parser("drill", help="inject a runbook failure on purpose and time the loop")
+    drill.add_argument("scenario", choices=list(SCENARIOS))
+    drill.add_argument("--config", help="configuration file (drills, addresses, token)")
+    drill.add_argument("--url", help="the running responder (default: JARVIS_HTTP_HOST/PORT)")
+    drill.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    drill.add_argument("--by", default="operator", help="who runs the drill")
+    drill.add_argument("--json", action="store_true", help="print the report as JSON")
+    drill.add_argument("--timeout", type=float, help="seconds to wait (drills.timeout_s)")
     return parser
 
 
@@ -112,6 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "postmortem":
         return postmortem_cli.run(args.incident_id, config=args.config, url=args.url)
+    if args.command == "drill":
+        return drill_cli.run(
+            args.scenario,
+            config=args.config,
+            url=args.url,
+            yes=args.yes,
+            by=args.by,
+            as_json=args.json,
+            timeout_s=args.timeout,
+        )
     overrides = {
         key: value
         for key, value in (("http_port", args.port), ("http_host", args.host))

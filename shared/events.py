@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.actions import Condition, OnFailure
 from shared.silences import Matcher, Recurrence
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "AlertSilenced",
     "AlertSource",
     "AlertStatus",
+    "DrillStarted",
     "EscalationDue",
     "EscalationTrigger",
     "Event",
@@ -350,6 +352,10 @@ class SeverityAssigned(Event):
     root_cause: str | None = Field(
         default=None, description="Probable root cause: the failing service the others depend on."
     )
+    drill_id: str | None = Field(
+        default=None,
+        description="Set when the incident is a drill's (a fault injected on purpose).",
+    )
 
 
 class AlertCorrelated(Event):
@@ -385,6 +391,19 @@ class ActionRequested(Event):
     step: int | None = Field(default=None, ge=0, description="Index of the step in the playbook.")
     dangerous: bool = Field(default=False, description="Needs an operator's approval.")
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Time limit of the action.")
+    phase: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Playbook phase of the step: diagnostics, protect, fix, verify, followup.",
+    )
+    when: Condition | None = Field(
+        default=None,
+        description="Run only if this holds when the step would run; else skipped with why.",
+    )
+    on_failure: OnFailure = Field(
+        default="stop",
+        description="continue: a failure is noted and the playbook goes on (no escalation).",
+    )
 
 
 class ActionCompleted(Event):
@@ -408,6 +427,10 @@ class ActionCompleted(Event):
     escalate: bool = Field(
         default=False,
         description="Automatic action stopped here (attempt limit, ineffective fix): escalate.",
+    )
+    on_failure: OnFailure = Field(
+        default="stop",
+        description="The request's on_failure: a failure of a 'continue' step does not escalate.",
     )
 
 
@@ -566,6 +589,29 @@ class StatusUpdatePosted(Event):
     by: str = Field(default="operator", max_length=128, description="Who published it.")
 
 
+class DrillStarted(Event):
+    """A drill injected a runbook failure into the stack on purpose (`jarvis-ir drill`).
+
+    The next incident of `service` opened within `window_s` is the drill's: triage marks
+    it (SeverityAssigned.drill_id, a "[DRILL]" title, so notifications say so), and the
+    escalator stops it at `drills.max_escalation_level`.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "DrillStarted"
+    event_type: Literal["DrillStarted"] = Field(default="DrillStarted", description="DrillStarted.")
+
+    drill_id: str = Field(description="Id of the drill (its report's id).")
+    scenario: str = Field(max_length=64, description="backend-down, postgres-down, ….")
+    service: str = Field(max_length=128, description="The service the fault is injected into.")
+    target: str = Field(max_length=128, description="The container the fault is injected into.")
+    fault: str = Field(max_length=1024, description="What was done, e.g. docker kill backend.")
+    injected_at: datetime = Field(description="When the fault was injected (the drill's t=0).")
+    window_s: float = Field(
+        default=120.0, gt=0, description="How long after injection an incident is the drill's."
+    )
+    by: str = Field(default="operator", max_length=128, description="Who ran the drill.")
+
+
 class NotificationSent(Event):
     """A notifier delivered (or failed to deliver) an escalation."""
 
@@ -648,6 +694,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NoteAdded,
         RoleAssigned,
         ActionApproved,
+        DrillStarted,
         NotificationSent,
         ActionRefused,
         SilenceCreated,

@@ -12,6 +12,7 @@ from shared.events import (
     AlertCorrelated,
     AlertRaised,
     AlertSilenced,
+    DrillStarted,
     EscalationDue,
     Event,
     IncidentAcknowledged,
@@ -71,6 +72,7 @@ INCIDENTS = StreamSpec(
         ScheduleOverrideAdded,
         ScheduleOverrideRemoved,
         StatusUpdatePosted,
+        DrillStarted,
     ),
 )
 DEAD_LETTER = "jarvis:dead-letter"

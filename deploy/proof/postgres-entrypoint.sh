@@ -3,16 +3,19 @@
 # docker-compose.yml relies on), then run the command.
 set -eu
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
-  : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+  # POSTGRES_HOST_AUTH_METHOD=trust (the official image's switch) needs no password: the
+  # sandbox's loopback-only stand-in uses it, as the Jarvis stack's own compose does.
+  auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+  [ "$auth" = trust ] || : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
   user="${POSTGRES_USER:-postgres}"
   db="${POSTGRES_DB:-$user}"
   pwfile=$(mktemp)
-  printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  printf '%s\n' "${POSTGRES_PASSWORD:-unused}" >"$pwfile"
   initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" -E UTF8 \
-    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    --auth-local=trust --auth-host="$auth" >/dev/null
   rm -f "$pwfile"
   echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
-  echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+  echo "host all all all $auth" >>"$PGDATA/pg_hba.conf"
   pg_ctl -D "$PGDATA" -w -o "-c listen_addresses='' -k /tmp" start >/dev/null
   if [ "$db" != postgres ]; then
     createdb -h /tmp -U "$user" "$db"

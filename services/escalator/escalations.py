@@ -50,11 +50,13 @@ class Escalations:
         clock: Clock,
         current_policy: Policy,
         oncall: OnCallResolver | None = None,
+        drill_cap: int = 1,
     ) -> None:
         self._store = store
         self._clock = clock
         self._current = current_policy
         self._policy_json = current_policy.model_dump_json()
+        self._drill_policy_json = current_policy.capped(drill_cap).model_dump_json()
         self._oncall = oncall
 
     async def _resolve(self, policy: Policy, level: int, at: datetime) -> Resolved:
@@ -75,9 +77,9 @@ class Escalations:
         """(Re)schedule the incident's time steps, then fire the triggers it sets off."""
         incident_id = event.incident_id
         assert incident_id, "checked by the handler"
-        policy = Policy.model_validate_json(
-            await self._store.snapshot_policy(incident_id, self._policy_json)
-        )
+        # A drill's incident is snapshotted with the capped policy: a game day pages no VP.
+        chosen = self._drill_policy_json if event.drill_id else self._policy_json
+        policy = Policy.model_validate_json(await self._store.snapshot_policy(incident_id, chosen))
         services = await self._store.add_services(
             incident_id, {s for s in [event.service, *event.services] if s}
         )

@@ -51,7 +51,13 @@ def build(runtime: Runtime) -> Service:
     policy = Policy.from_settings(settings)
     store = EscalatorStore(runtime.redis)
     oncall = OnCallResolver(settings, OverrideStore(runtime.redis))
-    escalations = Escalations(store, runtime.clock, policy, oncall)
+    escalations = Escalations(
+        store,
+        runtime.clock,
+        policy,
+        oncall,
+        drill_cap=runtime.settings.drills.max_escalation_level,
+    )
     client = httpx.AsyncClient(follow_redirects=False)
     notifiers = build_notifiers(settings.notifier, client)
     notifiers.update(build_route_notifiers(settings.routes, settings.notifier, client))
@@ -102,6 +108,7 @@ def build(runtime: Runtime) -> Service:
             outcome=event.outcome,
             escalate=event.escalate,
             detail=event.detail,
+            on_failure=event.on_failure,
         )
         if trigger:
             await escalations.fire_trigger(event.incident_id, trigger, cause=event)

@@ -89,6 +89,22 @@ class Policy(BaseModel):
     def level(self, number: int) -> LevelContacts:
         return self.levels.get(number) or LevelContacts(role=f"level {number}")
 
+    def capped(self, highest: int) -> Policy:
+        """The policy of a drill's incident: nothing escalates above `highest`
+        (`drills.max_escalation_level`); time steps above it only monitor."""
+        return self.model_copy(
+            update={
+                "matrix": {
+                    severity: tuple(
+                        (after, level if level is None or level <= highest else None)
+                        for after, level in row
+                    )
+                    for severity, row in self.matrix.items()
+                },
+                "trigger_levels": {k: min(v, highest) for k, v in self.trigger_levels.items()},
+            }
+        )
+
 
 # The runbook's matrix, as the default configuration produces it (kept for readers and tests).
 ESCALATION_MATRIX = Policy.from_settings(EscalatorSettings()).matrix
@@ -205,14 +221,22 @@ def immediate_triggers(
 
 
 def remediation_trigger(
-    policy: Policy, *, action: str, outcome: ActionOutcome, escalate: bool, detail: str = ""
+    policy: Policy,
+    *,
+    action: str,
+    outcome: ActionOutcome,
+    escalate: bool,
+    detail: str = "",
+    on_failure: str = "stop",
 ) -> Trigger | None:
     """A remediation that failed, timed out or reached its attempt limit escalates at once.
 
     `escalate` is the remediator's own verdict (e.g. the attempt limit was reached); it
-    escalates whatever the outcome. Otherwise the configured outcomes escalate.
+    escalates whatever the outcome. Otherwise the configured outcomes escalate, unless the
+    step's playbook goes on past its failure (`on_failure: continue`, e.g. a probe into a
+    stopped container while gathering evidence): that failure is a note, not a page.
     """
-    if not escalate and outcome not in policy.remediation_outcomes:
+    if not escalate and (outcome not in policy.remediation_outcomes or on_failure == "continue"):
         return None
     why = f"remediation {action} {outcome.value}"
     if escalate:

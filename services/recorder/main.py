@@ -18,6 +18,7 @@ from services.recorder.approvals import make_approvals_router
 from services.recorder.commands import Commands, make_command_router
 from services.recorder.db import checkpoint, migrate
 from services.recorder.draft import Drafter
+from services.recorder.drills_api import make_drill_router
 from services.recorder.live import Notifier, make_live_router
 from services.recorder.oncall_api import make_oncall_router
 from services.recorder.queries import Reader
@@ -162,6 +163,9 @@ def build(runtime: Runtime) -> Service:
     stack = list(settings.triage.containers)
     router.include_router(make_status_read_router(reader, page, stack, runtime.clock))
     router.include_router(make_status_write_router(commands, guard, config.max_body_bytes))
+    router.include_router(
+        make_drill_router(settings=settings, commands=commands, reader=reader, guard=guard)
+    )
     router.include_router(
         make_live_router(
             reader, notifier, config.stream_poll_s, next_escalations, config.stream_max_clients

@@ -153,9 +153,26 @@ def render(incident: IncidentDetail, timeline: list[TimelineEntry]) -> str:
         for r, t in ROLE_TITLES.items()
         if getattr(incident.roles, r)
     ]
+    drill = next(
+        (
+            str(e.event["drill_id"])
+            for e in timeline
+            if e.event_type == "SeverityAssigned" and e.event.get("drill_id")
+        ),
+        None,
+    )
     out: list[str] = [
         f"# Post-Incident Review: {text(incident.id)}",
         "",
+        *(
+            [
+                f"> **This was a drill** (`jarvis-ir drill`, drill {drill}): the failure was "
+                f"injected on purpose; its report is at `/api/v1/drills/{drill}`.",
+                "",
+            ]
+            if drill
+            else []
+        ),
         f"**Date:** {incident.opened_at:%Y-%m-%d}",
         f"**Incident Commander:** {_holder_name(incident.roles.incident_commander)}",
         f"**Attendees:** {', '.join(attendees) or TODO}",

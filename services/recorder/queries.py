@@ -1,9 +1,10 @@
-"""The recorder's read path: incidents, timelines with their alert counts, stats inputs."""
+"""The recorder's read path: incidents, timelines with their alert counts, stats inputs,
+drills."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -214,3 +215,38 @@ class Reader:
                 .limit(limit)
             )
             return list(rows.all())
+
+    async def drills(self, limit: int = 20) -> list[EventRow]:
+        """The latest DrillStarted events, newest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.event_type == "DrillStarted")
+                .order_by(EventRow.occurred_at.desc())
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def drill(self, drill_id: str) -> EventRow | None:
+        """A drill's DrillStarted (its event id is the drill's id)."""
+        async with self._sessions() as session:
+            row = await session.get(EventRow, drill_id)
+        return row if row is not None and row.event_type == "DrillStarted" else None
+
+    async def drill_incident(
+        self, drill_id: str, injected_at: datetime, window: timedelta
+    ) -> IncidentRow | None:
+        """The incident triage marked as the drill's: it opened within the drill's window
+        (a SeverityAssigned naming the drill; few SeverityAssigned fall in one window)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.event_type == "SeverityAssigned")
+                .where(EventRow.occurred_at >= injected_at)
+                .where(EventRow.occurred_at <= injected_at + window)
+                .order_by(EventRow.occurred_at)
+            )
+            for row in rows.all():
+                if row.payload.get("drill_id") == drill_id and row.incident_id:
+                    return await session.get(IncidentRow, row.incident_id)
+        return None

@@ -289,3 +289,54 @@ class Accepted(BaseModel):
     event_id: str = Field(description="The id of the event published.")
     event_type: str = Field(description="Its type.")
     stream: str = Field(description="The stream it was published on.")
+
+
+class DrillIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: Literal[
+        "backend-down", "postgres-down", "ollama-no-models", "ollama-down", "memory-pressure"
+    ] = Field(description="The runbook failure to inject.")
+    by: str = Field(default="operator", min_length=1, max_length=128, description="Who runs it.")
+
+
+class DrillPhase(BaseModel):
+    phase: str = Field(description="diagnostics, protect, fix, verify or followup.")
+    started_s: float = Field(description="Seconds from the fault to its first step's request.")
+    finished_s: float | None = Field(description="… to its last step's answer (null: pending).")
+
+
+class DrillStep(BaseModel):
+    step: int | None = Field(description="Index of the step in the playbook.")
+    phase: str | None = Field(description="Its phase.")
+    action: str | None = Field(description="The action.")
+    target: str = Field(description="What it acted on.")
+    requested_s: float = Field(description="Seconds from the fault to the request.")
+    outcome: str = Field(description="The remediator's final answer, or pending.")
+    finished_s: float | None = Field(description="Seconds from the fault to the answer.")
+    detail: str = Field(description="The answer's detail (shortened).")
+
+
+class DrillReport(BaseModel):
+    """A drill and how fast the loop closed; every time is in seconds from the fault."""
+
+    id: str = Field(description="The drill's id.")
+    scenario: str = Field(description="The scenario.")
+    service: str = Field(description="The service broken on purpose.")
+    target: str = Field(description="Its container.")
+    fault: str = Field(description="What was done.")
+    by: str = Field(description="Who ran it.")
+    injected_at: datetime = Field(description="When the fault was injected (t = 0).")
+    status: Literal["injected", "detected", "verified", "failed", "resolved"] = Field(
+        description="How far the loop got."
+    )
+    incident_id: str | None = Field(description="The drill's incident, once one opened.")
+    playbook: str | None = Field(description="The playbook triage chose.")
+    detected_s: float | None = Field(description="To the incident's opening.")
+    verified_s: float | None = Field(description="To verify.all succeeding.")
+    resolved_s: float | None = Field(description="To the incident's resolution.")
+    resolved_by: str | None = Field(
+        description="triage: resolved by itself after the quiet period."
+    )
+    phases: list[DrillPhase] = Field(description="Each playbook phase.")
+    steps: list[DrillStep] = Field(description="Each step with its outcome.")

@@ -167,10 +167,30 @@ class DockerEngine:
 
     async def stats(self, name: str) -> ContainerStats:
         def call() -> ContainerStats:
+            state = self._inspect(name)["State"]
+            if not state["Running"]:
+                # The engine answers zeros for a stopped container: that is no measurement.
+                raise ActionFailed(f"{name} is not running ({state['Status']}): no statistics")
             raw = self._docker().api.stats(name, stream=False)
             return _stats(name, raw)
 
         return await self._run(name, call)
+
+    async def wait_healthy(self, name: str, timeout_s: float) -> str:
+        """Wait until the container runs and, if it has a health check, reports healthy
+        (`docker restart` resets it to `starting`). Says what it waited for."""
+        started = time.monotonic()
+        while True:
+            state = (await self.inspect(name))["State"]
+            health = (state.get("Health") or {}).get("Status")
+            if state["Running"] and health in (None, "healthy"):
+                return "running" if health is None else "health check healthy"
+            if time.monotonic() - started > timeout_s:
+                raise ActionFailed(
+                    f"{name} not ready within {timeout_s:g} s: {state['Status']}"
+                    + (f", health {health}" if health else "")
+                )
+            await asyncio.sleep(0.25)
 
     async def logs(self, name: str, since_s: int, tail: int | None) -> bytes:
         def call() -> bytes:

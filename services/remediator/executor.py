@@ -7,7 +7,9 @@ the bookkeeping are the handler's. Artifacts go into one directory per incident 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from services.remediator.params import (
     OllamaPullParams,
     OrderedRestartParams,
     PruneParams,
+    StartParams,
     StopParams,
     TimeoutParams,
     UpdateLimitsParams,
@@ -34,12 +37,15 @@ from services.remediator.ports import (
     PostgresPort,
     VerifierPort,
 )
+from services.remediator.readiness import Readiness
 from services.remediator.recovery import ordered_restart
-from shared.actions import ActionName
+from shared.actions import ActionName, Condition
 from shared.events import ActionRequested
 from shared.settings import Settings
 
 __all__ = ["Executor", "Ports", "Result", "incident_dir"]
+
+_VERIFY_RETRY_S = 2.0  # the runbook's polling interval
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,32 @@ class Executor:
         self._settings = settings
         self._s = settings.remediator
         self._p = ports
+        self._ready = Readiness(settings, ports.engine, ports.postgres, ports.redis)
+
+    async def condition(self, condition: Condition) -> tuple[bool, str]:
+        """Whether a step's `when:` holds now, and what was found."""
+        return await self._ready.holds(condition)
+
+    async def already_done(
+        self, action: ActionName, params: object, targets: tuple[str, ...]
+    ) -> str | None:
+        """What is already so, when running `action` would change nothing (limits that are
+        already those asked for); None when it has to run."""
+        if action is not ActionName.DOCKER_UPDATE_LIMITS or not targets:
+            return None
+        assert isinstance(params, UpdateLimitsParams)
+        host = (await self._p.engine.inspect(targets[0]))["HostConfig"]
+        wanted = {
+            "Memory": params.memory_bytes if params.memory is not None else host["Memory"],
+            "MemorySwap": params.swap_bytes if params.memory is not None else host["MemorySwap"],
+            "NanoCpus": params.nano_cpus if params.nano_cpus is not None else host["NanoCpus"],
+        }
+        if any(host.get(key) != value for key, value in wanted.items()):
+            return None
+        return (
+            f"limits of {targets[0]} already memory {host['Memory']} B, swap "
+            f"{host['MemorySwap']} B, cpus {host['NanoCpus'] / 1e9:g}: nothing changed"
+        )
 
     async def run(
         self,
@@ -90,17 +122,22 @@ class Executor:
         folder = incident_dir(self._settings.data_dir, request)
         short = request.action_id[:8]
 
+        # A restart is done when the container serves again, not when its process started.
         if action is ActionName.DOCKER_RESTART:
             assert isinstance(params, StopParams)
-            return Result(await p.engine.restart(target, _grace(params, s.stop_timeout_s)))
+            done = await p.engine.restart(target, _grace(params, s.stop_timeout_s))
+            return Result(f"{done}; {await self._ready.wait(target, params.ready_timeout_s)}")
         if action is ActionName.DOCKER_STOP:
             assert isinstance(params, StopParams)
             return Result(await p.engine.stop(target, _grace(params, s.stop_timeout_s)))
         if action is ActionName.DOCKER_START:
-            return Result(await p.engine.start(target))
+            assert isinstance(params, StartParams)
+            done = await p.engine.start(target)
+            return Result(f"{done}; {await self._ready.wait(target, params.ready_timeout_s)}")
         if action is ActionName.DOCKER_RECREATE:
             assert isinstance(params, StopParams)
-            return Result(await p.engine.recreate(target, _grace(params, s.stop_timeout_s)))
+            done = await p.engine.recreate(target, _grace(params, s.stop_timeout_s))
+            return Result(f"{done}; {await self._ready.wait(target, params.ready_timeout_s)}")
         if action is ActionName.DOCKER_UPDATE_LIMITS:
             assert isinstance(params, UpdateLimitsParams)
             memory = params.memory_bytes if params.memory is not None else None
@@ -110,13 +147,16 @@ class Executor:
         if action is ActionName.DOCKER_STATS:
             if target:
                 return Result((await p.engine.stats(target)).line())
-            # No target: every Jarvis container, as `docker stats --no-stream` (runbook).
-            rows = []
-            for name in s.diagnostics_containers:
+
+            # No target: every Jarvis container, as `docker stats --no-stream` (runbook),
+            # side by side (the engine takes a second or two to sample each).
+            async def line(name: str) -> str:
                 try:
-                    rows.append((await p.engine.stats(name)).line())
+                    return (await p.engine.stats(name)).line()
                 except ActionFailed as exc:
-                    rows.append(f"{name}: {exc}")
+                    return f"{name}: {exc}"
+
+            rows = await asyncio.gather(*(line(n) for n in s.diagnostics_containers))
             return Result("; ".join(rows))
         if action is ActionName.DOCKER_LOGS:
             assert isinstance(params, LogsParams)
@@ -157,7 +197,16 @@ class Executor:
             )
         if action is ActionName.VERIFY:
             assert isinstance(params, VerifyParams)
-            results = await p.verifier.verify(list(params.checks or VERIFY_CHECKS))
+            # A stack that was just repaired may need a moment: retry within the deadline.
+            checks = list(params.checks or VERIFY_CHECKS)
+            started, attempts = time.monotonic(), 0
+            while True:
+                attempts += 1
+                results = await p.verifier.verify(checks)
+                passed = all(r.ok for r in results)
+                if passed or time.monotonic() - started + _VERIFY_RETRY_S > params.deadline_s:
+                    break
+                await asyncio.sleep(_VERIFY_RETRY_S)
             report = [{"check": r.name, "ok": r.ok, "detail": r.detail} for r in results]
             path = _write(
                 folder / f"verification_{stamp}_{short}.json", json.dumps(report, indent=2).encode()
@@ -165,9 +214,11 @@ class Executor:
             summary = "; ".join(
                 f"{r.name} {'ok' if r.ok else 'FAILED'}: {r.detail}" for r in results
             )
-            if not all(r.ok for r in results):
-                raise ActionFailed(f"verification failed: {summary}", [str(path)])
-            return Result(f"verification passed: {summary}", [str(path)])
+            tries = f"{attempts} attempt{'s' if attempts > 1 else ''} in "
+            tries += f"{time.monotonic() - started:.1f} s"
+            if not passed:
+                raise ActionFailed(f"verification failed ({tries}): {summary}", [str(path)])
+            return Result(f"verification passed ({tries}): {summary}", [str(path)])
         if action is ActionName.RECOVERY_ORDERED_RESTART:
             assert isinstance(params, OrderedRestartParams)
             detail = await ordered_restart(
@@ -178,7 +229,8 @@ class Executor:
                 ready_timeout_s=params.ready_timeout_s,
                 stop_timeout_s=s.stop_timeout_s,
             )
-            return Result(detail)
+            backend = await self._ready.wait(targets[0], params.ready_timeout_s)
+            return Result(f"{detail}; {targets[0]} {backend}")
         if action is ActionName.DOCKER_SYSTEM_PRUNE:
             assert isinstance(params, PruneParams)
             return Result(await p.engine.system_prune(params.label))

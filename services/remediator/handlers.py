@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from services.remediator.executor import Executor, Result
 from services.remediator.guardrails import (
+    LIMITED_ACTIONS,
     REMEDIES,
     FixRecord,
     Verdict,
@@ -43,7 +44,9 @@ from shared.events import (
     ActionRequested,
     AlertRaised,
     AlertStatus,
+    DrillStarted,
     Event,
+    IncidentResolved,
     NoteAdded,
     scrub,
 )
@@ -154,6 +157,8 @@ class Remediator:
             )
             deadline = self._clock.now() + timedelta(seconds=self._s.approval_timeout_s)
             await self._state.park(awaiting, deadline)
+            if request.incident_id:
+                await self._state.index_pending(request.incident_id, request.action_id)
             ACTIONS.labels(request.action, awaiting.outcome.value).inc()
         else:
             dry = verdict.kind is VerdictKind.DRY_RUN
@@ -174,6 +179,24 @@ class Remediator:
     ) -> None:
         assert verdict.action is not None
         action = verdict.action
+        if request.when is not None:
+            # Checked when the step would run, not when the playbook was written: "back up
+            # PostgreSQL" makes no sense while it is stopped. A skip is not an attempt.
+            holds, found = await self._executor.condition(request.when)
+            if not holds:
+                detail = f"skipped: {found} (the step runs when {request.when.describe()})"
+                await self._finish(
+                    self._completion(request, ActionOutcome.SKIPPED, prefix + detail, started)
+                )
+                return
+        unchanged = await self._executor.already_done(action, verdict.params, verdict.targets)
+        if unchanged is not None:
+            # Nothing to change (Ollama limited by an earlier incident): not an attempt and
+            # not a fix, so a busy host's repeated incidents do not use up the budget.
+            await self._finish(
+                self._completion(request, ActionOutcome.SUCCEEDED, prefix + unchanged, started)
+            )
+            return
         now = self._clock.now()
         limit = attempt_limit_for(action, self._s)
         if limit is not None:
@@ -194,6 +217,11 @@ class Remediator:
                 )
                 return
         timeout_s = effective_timeout(request, action, self._s)
+        if action in LIMITED_ACTIONS:
+            # Acting on a target again supersedes its last fix: the alerts this action itself
+            # causes (the backend stopped during an ordered restart) do not make that fix
+            # "ineffective". This action's own success is remembered afresh below.
+            await self._state.forget_fixes(verdict.targets)
         result: Result | None = None
         try:
             result = await asyncio.wait_for(
@@ -225,6 +253,11 @@ class Remediator:
             fingerprints = await self._state.firing(target)
             if asked:
                 fingerprints.add(asked)
+            if not fingerprints and request.incident_id:
+                # A playbook's step on a target with no alert of its own (Ollama limited
+                # because the host runs hot) answered nothing there: a later alert on that
+                # target is news, not proof that this step failed.
+                continue
             fix = FixRecord(
                 action_id=request.action_id,
                 action=action.value,
@@ -236,10 +269,18 @@ class Remediator:
             )
             await self._state.record_fix(fix, self._s.ineffective_window_s)
 
-    # -- ActionApproved -------------------------------------------------------------
+    # -- ActionApproved, IncidentResolved ----------------------------------------------
     async def on_incident_event(self, event: Event) -> None:
         if isinstance(event, ActionRefused):
             await self._refused(event)
+            return
+        if isinstance(event, IncidentResolved) and event.incident_id:
+            await self._expire_approvals(event)
+            return
+        if isinstance(event, DrillStarted):
+            # A fault injected on purpose says nothing about the target's last fix: the
+            # drill's alerts must not stop automatic action as "ineffective remediation".
+            await self._state.forget_fixes((event.target,))
             return
         if not isinstance(event, ActionApproved):
             return
@@ -298,6 +339,25 @@ class Remediator:
             )
         )
         ACTIONS.labels(stored.action if stored else "unknown", "approval_refused").inc()
+
+    async def _expire_approvals(self, resolved: IncidentResolved) -> None:
+        """An approval cannot outlive its reason: what waits for one when its incident is
+        resolved expires (answered `skipped`, nothing run); a later approval finds nothing."""
+        incident_id = resolved.incident_id or ""
+        for action_id in await self._state.pending_of(incident_id):
+            request = await self._state.request(action_id)
+            if request is None:
+                continue
+            detail = (
+                f"expired: incident {incident_id} was resolved by {resolved.by} before an "
+                "operator approved; not run"
+            )
+            completion = self._completion(
+                request, ActionOutcome.SKIPPED, detail, time.perf_counter()
+            )
+            if await self._state.withdraw(completion):
+                ACTIONS.labels(request.action, "expired").inc()
+                log.info("remediator: %s %s", request.action, detail)
 
     # -- AlertRaised: was a fix ineffective? ------------------------------------------
     async def on_alert(self, event: Event) -> None:
@@ -415,6 +475,7 @@ class Remediator:
             playbook=request.playbook,
             step=request.step,
             escalate=escalate,
+            on_failure=request.on_failure,
         )
 
     async def _finish(self, completion: ActionCompleted) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "OllamaPullParams",
     "OrderedRestartParams",
     "PruneParams",
+    "StartParams",
     "StopParams",
     "TimeoutParams",
     "UpdateLimitsParams",
@@ -91,7 +92,16 @@ class NoParams(ActionParams):
     pass
 
 
-class StopParams(ActionParams):
+class StartParams(ActionParams):
+    ready_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="Wait this long for the container to serve again (runbook Phase 5: 60 s).",
+    )
+
+
+class StopParams(StartParams):
     stop_timeout_s: int | None = Field(
         default=None, ge=0, le=600, description="Grace before the container is killed."
     )
@@ -173,6 +183,12 @@ class VerifyParams(ActionParams):
     checks: list[Literal["backend_health", "chat", "database", "redis", "metrics"]] | None = Field(
         default=None, description="Run only these checks (default: all of Phase 6)."
     )
+    deadline_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="Retry failing checks every 2 s for this long before failing.",
+    )
 
 
 class OrderedRestartParams(ActionParams):
@@ -197,7 +213,7 @@ class PruneParams(ActionParams):
 _PARAMS: dict[ActionName, type[ActionParams]] = {
     ActionName.DOCKER_RESTART: StopParams,
     ActionName.DOCKER_STOP: StopParams,
-    ActionName.DOCKER_START: NoParams,
+    ActionName.DOCKER_START: StartParams,
     ActionName.DOCKER_RECREATE: StopParams,
     ActionName.DOCKER_UPDATE_LIMITS: UpdateLimitsParams,
     ActionName.DOCKER_STATS: NoParams,

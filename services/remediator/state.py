@@ -84,6 +84,19 @@ end
 return 0
 """
 
+# KEYS: pending, done, stream, incident index. ARGV: id, completion JSON, ttl.
+# Finishes an action that still waits for approval (its incident was resolved).
+_WITHDRAW = """
+redis.call('SREM', KEYS[4], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
+    redis.call('XADD', KEYS[3], '*', '__data__', ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+
 # KEYS: attempts zset. ARGV: now, window, max, id, ttl. {1, count} when allowed (the run is
 # recorded; the same id counts once), {0, count} when the limit is reached.
 _ATTEMPT = """
@@ -114,6 +127,7 @@ class RemediatorState:
         self._take = redis.register_script(_TAKE_APPROVED)
         self._expire = redis.register_script(_EXPIRE)
         self._attempt = redis.register_script(_ATTEMPT)
+        self._withdraw = redis.register_script(_WITHDRAW)
 
     # -- one action ---------------------------------------------------------------
     async def done(self, action_id: str) -> ActionCompleted | None:
@@ -184,6 +198,28 @@ class RemediatorState:
         )
         return bool(done)
 
+    async def index_pending(self, incident_id: str, action_id: str) -> None:
+        """Remember that `action_id` waits for approval on behalf of `incident_id`."""
+        key = f"{PREFIX}:pending-of:{incident_id}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(key, action_id)
+        pipe.expire(key, _TTL_S)
+        await pipe.execute()
+
+    async def pending_of(self, incident_id: str) -> list[str]:
+        ids = await self._redis.smembers(f"{PREFIX}:pending-of:{incident_id}")
+        return sorted(as_text(i) for i in ids)
+
+    async def withdraw(self, completion: ActionCompleted) -> bool:
+        """Answer an action that waits for approval with `completion`, if it still waits."""
+        aid = completion.action_id
+        incident = f"{PREFIX}:pending-of:{completion.incident_id}"
+        done = await self._withdraw(
+            keys=[PENDING, f"{PREFIX}:done:{aid}", ACTIONS_COMPLETED.key, incident],
+            args=[aid, completion.to_json(), _TTL_S],
+        )
+        return bool(done)
+
     async def pending_count(self) -> int:
         return int(await self._redis.zcard(PENDING))
 
@@ -249,6 +285,10 @@ class RemediatorState:
         fix = await self.fix(target)
         if fix is not None and fix.action_id == action_id:
             await self._redis.delete(f"{PREFIX}:fix:{target}")
+
+    async def forget_fixes(self, targets: tuple[str, ...]) -> None:
+        if targets:
+            await self._redis.delete(*(f"{PREFIX}:fix:{t}" for t in targets))
 
     async def block(self, target: str, reason: str, until: datetime, ttl_s: float) -> None:
         body = json.dumps({"reason": reason, "until": _epoch(until)})

@@ -93,6 +93,7 @@ class Incident:
     data_loss: bool = False
     security: bool = False
     playbook: str | None = None
+    drill_id: str | None = None  # a drill's incident (a fault injected on purpose)
     resolved_by: str | None = None
 
     @property
@@ -138,6 +139,7 @@ class Incident:
             data_loss=data.get("data_loss", False),
             security=data.get("security", False),
             playbook=data.get("playbook"),
+            drill_id=data.get("drill_id"),
             resolved_by=data.get("resolved_by"),
         )
 

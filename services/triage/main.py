@@ -19,6 +19,7 @@ from typing import Any
 
 from services.triage import playbooks as pb
 from services.triage.classify import Classification, Classifier, alert_text
+from services.triage.drills import mark_drill
 from services.triage.grouping import (
     Change,
     GroupingPolicy,
@@ -46,6 +47,7 @@ from shared.events import (
     ActionCompleted,
     AlertRaised,
     AlertStatus,
+    DrillStarted,
     Event,
     IncidentResolved,
     Level,
@@ -153,6 +155,11 @@ class Triage:
             )
             if change is None:
                 continue  # a repeat: nothing to store, nothing to say
+            if change.opened and prepared.service in snap.drills:
+                # The first incident of a drill's service is the drill's (mark used up).
+                raw = snap.drills.pop(prepared.service)
+                batch.hdel(Keys.DRILLS, prepared.service)
+                change = mark_drill(change, raw, now)
             # The playbook is chosen first (SeverityAssigned names it), but its writes come
             # after the severity, so the timeline reads decision → first step.
             steps: list[Callable[[Batch], None]] = []
@@ -267,6 +274,9 @@ class Triage:
     # Resolution --------------------------------------------------------------------------
 
     async def on_incident(self, event: Event) -> None:
+        if isinstance(event, DrillStarted):
+            await self.store.expect_drill(event.service, event.to_json())
+            return
         if not isinstance(event, IncidentResolved) or not event.incident_id:
             return
         resolved_by = event.by

@@ -108,6 +108,7 @@ def _assigned(alert: AlertRaised, change: Change) -> SeverityAssigned:
         data_loss=inc.data_loss,
         security=inc.security,
         root_cause=inc.root_cause,
+        drill_id=inc.drill_id,
     )
 
 
@@ -129,6 +130,9 @@ def write_step(batch: Batch, run: Run, request: StepRequest, causation_id: str) 
             playbook=run.playbook,
             step=request.step,
             dangerous=request.dangerous,
+            phase=request.phase.value,
+            when=request.when,
+            on_failure=request.on_failure,
         )
     )
 

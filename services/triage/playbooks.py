@@ -2,10 +2,13 @@
 
 A run requests one step at a time. The step's ActionCompleted decides what follows:
 success (or a dry-run skip, since the remediator starts in dry-run) requests the next
-step; `awaiting_approval` pauses until the same action completes again; anything else
-(failed, rejected, timed out, skipped for real) stops the run, and the escalator, which
-reads the same ActionCompleted, escalates. Action ids are derived from incident, playbook
-and step, so a redelivery can only ever name the step it belongs to.
+step; a step skipped because its `when:` condition did not hold goes on with a note;
+`awaiting_approval` pauses until the same action completes again. A failure (failed,
+rejected, timed out) means what the step says (`on_failure`): `continue` notes it and goes
+on, `stop` stops the run, and the escalator, which reads the same ActionCompleted,
+escalates. By default evidence and protection continue (a probe into a stopped container
+must not keep the fix from running) and fixes and verification stop. Action ids are
+derived from incident, playbook and step, so a redelivery can only name its own step.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.actions import DANGEROUS_ACTIONS, ActionName
+from shared.actions import DANGEROUS_ACTIONS, ActionName, Condition, OnFailure
 from shared.events import ActionOutcome
 
 __all__ = [
@@ -44,7 +47,16 @@ __all__ = [
 ]
 
 _NS = uuid.UUID("3c7e9a51-2d4b-4f6a-8e1c-5b9d0f2a7e63")
-_PHASES = ("diagnostics", "protect", "fix", "verify")
+_PHASES = ("diagnostics", "protect", "fix", "verify", "followup")
+# What a failure means when the step does not say: gathering evidence and protecting data
+# are worth a note, not the fix; a failed fix or verification needs people.
+_DEFAULT_ON_FAILURE: dict[str, OnFailure] = {
+    "diagnostics": "continue",
+    "protect": "continue",
+    "fix": "stop",
+    "verify": "stop",
+    "followup": "stop",
+}
 
 
 class PlaybookError(ValueError):
@@ -56,6 +68,7 @@ class Phase(StrEnum):
     PROTECT = "protect"
     FIX = "fix"
     VERIFY = "verify"
+    FOLLOWUP = "followup"  # after verification: what waits for a human (approvals)
 
 
 class StepSpec(BaseModel):
@@ -66,11 +79,15 @@ class StepSpec(BaseModel):
     target: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     dangerous: bool = False
+    on_failure: OnFailure | None = None  # None: the phase's default
+    when: Condition | None = None
 
     @model_validator(mode="after")
-    def _dangerous_by_name(self) -> StepSpec:
+    def _defaults(self) -> StepSpec:
         if self.action in DANGEROUS_ACTIONS and not self.dangerous:
             object.__setattr__(self, "dangerous", True)
+        if self.on_failure is None:
+            object.__setattr__(self, "on_failure", _DEFAULT_ON_FAILURE[self.phase.value])
         return self
 
 
@@ -94,6 +111,13 @@ class PlaybookSpec(BaseModel):
             s.phase is Phase.PROTECT for s in self.steps
         ):
             raise ValueError("a playbook that fixes must protect data first (protect steps)")
+        # A fix is verified without waiting for a human: what needs approval comes after.
+        if any(s.dangerous and s.phase is not Phase.FOLLOWUP for s in self.steps):
+            raise ValueError("dangerous steps wait for approval: put them in phase followup")
+        if any(s.phase is Phase.FOLLOWUP for s in self.steps) and not any(
+            s.phase is Phase.VERIFY for s in self.steps
+        ):
+            raise ValueError("followup steps come after a verify step")
         if self.pattern:
             re.compile(self.pattern)
         return self
@@ -204,6 +228,8 @@ class StepRequest:
     params: dict[str, Any]
     dangerous: bool
     phase: Phase
+    on_failure: OnFailure = "stop"
+    when: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +259,9 @@ def request_for(run: Run, spec: PlaybookSpec, containers: dict[str, str]) -> Ste
         k: container(v[1:]) if isinstance(v, str) and v.startswith("@") else v
         for k, v in step.params.items()
     }
+    when = step.when
+    if when is not None and when.container is not None:
+        when = when.model_copy(update={"container": container(when.container)})
     return StepRequest(
         step=run.step,
         action_id=run.current_action_id,
@@ -241,6 +270,8 @@ def request_for(run: Run, spec: PlaybookSpec, containers: dict[str, str]) -> Ste
         params=params,
         dangerous=step.dangerous,
         phase=step.phase,
+        on_failure=step.on_failure or "stop",
+        when=when,
     )
 
 
@@ -261,10 +292,9 @@ def advance(
     step = spec.steps[run.step]
     label = f"playbook {run.playbook} step {run.step} ({step.action.value})"
     if outcome is ActionOutcome.SUCCEEDED or (outcome is ActionOutcome.SKIPPED and dry_run):
-        if run.step + 1 >= len(spec.steps):
-            done = replace(run, status=RunStatus.DONE, detail="all steps succeeded")
-            return Advance(done, False, f"playbook {run.playbook} completed all steps")
-        return Advance(replace(run, step=run.step + 1, status=RunStatus.RUNNING), True, None)
+        return _next(run, spec, None)
+    if outcome is ActionOutcome.SKIPPED:  # its condition did not hold: nothing to fix here
+        return _next(run, spec, f"{label} {detail or 'skipped'}")
     if outcome is ActionOutcome.AWAITING_APPROVAL:
         if run.status is RunStatus.PAUSED:
             return None
@@ -273,14 +303,22 @@ def advance(
             False,
             f"{label} waits for an operator's approval (action {completed_action_id})",
         )
-    why = f"{outcome.value}{' (not a dry run)' if outcome is ActionOutcome.SKIPPED else ''}"
-    stopped = replace(run, status=RunStatus.STOPPED, detail=f"step {run.step} {why}: {detail}")
+    why = f"{outcome.value}: {detail or 'no detail'}"
+    if step.on_failure == "continue":
+        return _next(run, spec, f"{label} {why}; continuing ({step.phase.value} step)")
+    stopped = replace(run, status=RunStatus.STOPPED, detail=f"step {run.step} {why}")
     return Advance(
-        stopped,
-        False,
-        f"{label} {why}: {detail or 'no detail'}; playbook stopped, incident flagged for "
-        "escalation",
+        stopped, False, f"{label} {why}; playbook stopped, incident flagged for escalation"
     )
+
+
+def _next(run: Run, spec: PlaybookSpec, note: str | None) -> Advance:
+    """Request the step after the current one, or finish the run after the last."""
+    if run.step + 1 >= len(spec.steps):
+        done = replace(run, status=RunStatus.DONE, detail="all steps run")
+        finished = f"playbook {run.playbook} completed all steps"
+        return Advance(done, False, f"{note}; {finished}" if note else finished)
+    return Advance(replace(run, step=run.step + 1, status=RunStatus.RUNNING), True, note)
 
 
 def may_switch(run: Run, spec: PlaybookSpec) -> bool:

@@ -19,7 +19,8 @@ the open incident; `svc:<service>` (set of the open incidents the service is in:
 candidates a new fingerprint of it or of a related service may join); `open` (set of open
 incident ids); `last-seen` (hash id → epoch s of the last firing alert); `quiet` (sorted
 set id → when its quiet period ends); `run:<id>` (the playbook run, JSON);
-`done:<event_id>` (an alert already applied).
+`done:<event_id>` (an alert already applied); `drills` (hash service → the DrillStarted
+whose incident is still to open: the next incident of that service is the drill's).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Keys:
     OPEN = PREFIX + "open"
     LAST_SEEN = PREFIX + "last-seen"
     QUIET = PREFIX + "quiet"
+    DRILLS = PREFIX + "drills"
 
     @staticmethod
     def incident(incident_id: str) -> str:
@@ -78,7 +80,8 @@ class Keys:
 # KEYS: version. ARGV: now (epoch s), number of alerts, then for each alert: event id,
 # fingerprint, firing ("1"/"0"), how many related services follow, the related services.
 # Returns {version, per alert {done} or {0, incident id, slot json, {candidate ids}},
-# {id, incident json, last seen, run json, ...} for every incident named}. A firing alert
+# {id, incident json, last seen, run json, ...} for every incident named, {service, drill
+# json, ...} of the drills waiting for their incident}. A firing alert
 # of a mapped fingerprint refreshes its incident's last-seen time.
 _READ_ALERTS = f"""
 local version = redis.call('GET', KEYS[1]) or '0'
@@ -126,7 +129,7 @@ for _, id in ipairs(order) do
   incidents[#incidents + 1] = redis.call('HGET', '{Keys.LAST_SEEN}', id) or '0'
   incidents[#incidents + 1] = redis.call('GET', '{Keys.PREFIX}run:' .. id) or false
 end
-return {{version, alerts, incidents}}
+return {{version, alerts, incidents, redis.call('HGETALL', '{Keys.DRILLS}')}}
 """
 
 # KEYS: version, then keys to GET. Returns {version, value...}.
@@ -181,6 +184,7 @@ class Snapshot:
     incidents: dict[str, Incident]
     last_seen: dict[str, datetime]
     runs: dict[str, Run]
+    drills: dict[str, str] = field(default_factory=dict)  # service → DrillStarted JSON
     fingerprints: dict[str, str] = field(default_factory=dict)  # mapped by this batch
     slots: dict[str, AlertSlot] = field(default_factory=dict)  # written by this batch
     joined: dict[str, set[str]] = field(default_factory=dict)  # service → incidents (batch)
@@ -272,7 +276,7 @@ class TriageStore:
         for q in queries:
             args += [q.event_id, q.fingerprint, "1" if q.firing else "0", str(len(q.related))]
             args += q.related
-        version, alerts, named = await self._read_alerts(keys=[Keys.VERSION], args=args)
+        version, alerts, named, drills = await self._read_alerts(keys=[Keys.VERSION], args=args)
         reads = [
             AlertRead(True)
             if int(a[0])
@@ -285,6 +289,8 @@ class TriageStore:
             for a in alerts
         ]
         snapshot = Snapshot(as_text(version), reads, {}, {}, {})
+        for i in range(0, len(drills), 2):
+            snapshot.drills[as_text(drills[i])] = as_text(drills[i + 1])
         for i in range(0, len(named), 4):
             incident_id = as_text(named[i])
             doc, seen, run = named[i + 1], named[i + 2], named[i + 3]
@@ -322,6 +328,10 @@ class TriageStore:
         """Every open incident with the time it last saw a firing alert."""
         seen = await self._redis.hgetall(Keys.LAST_SEEN)
         return {as_text(k): datetime.fromtimestamp(float(as_text(v)), UTC) for k, v in seen.items()}
+
+    async def expect_drill(self, service: str, drill_json: str) -> None:
+        """The next incident of `service` is this drill's (read with the next alerts)."""
+        await self._redis.hset(Keys.DRILLS, service, drill_json)
 
     async def open_count(self) -> int:
         return int(await self._redis.scard(Keys.OPEN))

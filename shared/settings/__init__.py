@@ -34,6 +34,7 @@ from shared.settings.detector import (
     ProbeSchedule,
     RedisProbeSettings,
 )
+from shared.settings.drills import DrillSettings
 from shared.settings.escalator import (
     EmailNotifierSettings,
     EscalationCell,
@@ -76,6 +77,7 @@ __all__ = [
     "ContainerTarget",
     "DetectorSettings",
     "DockerProbeSettings",
+    "DrillSettings",
     "EmailNotifierSettings",
     "EscalationCell",
     "EscalationLevelSettings",
@@ -246,6 +248,7 @@ class Settings(BaseSettings):
     remediator: RemediatorSettings = Field(default_factory=RemediatorSettings)
     escalator: EscalatorSettings = Field(default_factory=EscalatorSettings)
     recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+    drills: DrillSettings = Field(default_factory=DrillSettings)
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from shared.events import Event, NoteAdded
+from shared.events import DrillStarted, Event, NoteAdded
 from shared.streams import stream_for
 from tests.e2e.browser import chromium
 from tests.recorder_events import acked, alert, assigned, new_id
@@ -164,6 +164,14 @@ def test_live_streams_are_capped_and_a_closed_one_frees_its_place(recorder: Reco
         time.sleep(0.2)
 
 
+def _wait_ok(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(url).status_code != 200:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{url} did not answer 200 within {timeout}s")
+        time.sleep(0.1)
+
+
 def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
     recorder: Recorder,
 ) -> None:
@@ -172,6 +180,16 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
     from selenium.webdriver.support.wait import WebDriverWait
 
     incident, opening = recorder.open_incident("ollama")
+    drill = DrillStarted(
+        drill_id=new_id(),
+        scenario="ollama-down",
+        service="ollama",
+        target="sutazai-ollama",
+        fault="docker kill sutazai-ollama",
+        injected_at=opening.occurred_at,
+    )
+    recorder.publish(drill.model_copy(update={"event_id": drill.drill_id}))
+    _wait_ok(f"{recorder.url}/api/v1/drills/{drill.drill_id}")
     with chromium() as driver:
         driver.get(recorder.url + "/")
         # The page re-renders its list on every change: retry on a replaced element.
@@ -198,6 +216,11 @@ def test_operator_page_lists_open_incidents_and_updates_the_timeline_live(
             lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, live_row + " td")]
         )
         assert texts[1:] == ["Note", "<b>db pool</b> full", "carol"]
+
+        # The drills' section shows the drill's figures.
+        drill_row = f'#drills tr[data-drill-id="{drill.drill_id}"] td'
+        cells = wait.until(lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, drill_row)])
+        assert cells[:2] == ["ollama-down", "injected"]
 
         # Resolving it (operator command) takes it off the list of open incidents.
         answer = httpx.post(

@@ -23,8 +23,11 @@ import docker
 import httpx
 import pytest
 from docker.models.containers import Container
+from redis.asyncio import Redis
 
+from shared.streams import ACTIONS_COMPLETED
 from tests.conftest import require
+from tests.helpers import eventually, read_stream
 
 IMAGE = "jarvis-test/busybox"
 _APPLETS = ("sh", "httpd", "sleep", "cat", "echo", "mkdir", "chmod", "ls", "rm")
@@ -178,3 +181,20 @@ class StandIn:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def answers(redis: Redis, action_id: str) -> list[dict[str, Any]]:
+    """Every ActionCompleted of one action, in order."""
+    return [
+        c for c in await read_stream(redis, ACTIONS_COMPLETED.key) if c["action_id"] == action_id
+    ]
+
+
+async def final_answer(redis: Redis, action_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The action's final ActionCompleted (not the `awaiting_approval` one)."""
+
+    async def check() -> list[dict[str, Any]]:
+        return [a for a in await answers(redis, action_id) if a["outcome"] != "awaiting_approval"]
+
+    found = await eventually(check, timeout=timeout)
+    return dict(found[0])

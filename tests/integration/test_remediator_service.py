@@ -35,8 +35,10 @@ from shared.streams import ACTIONS_COMPLETED
 from tests.helpers import eventually, read_stream, running
 from tests.integration.remediator_fixtures import (  # noqa: F401 - fixtures
     Containers,
+    answers,
     containers_fixture,
     docker_client_fixture,
+    final_answer,
     free_port,
     wait_http,
 )
@@ -61,20 +63,6 @@ def _request(action: str, target: str = "", **fields: Any) -> ActionRequested:
     )
 
 
-async def _answers(redis: Redis, action_id: str) -> list[dict[str, Any]]:
-    return [
-        c for c in await read_stream(redis, ACTIONS_COMPLETED.key) if c["action_id"] == action_id
-    ]
-
-
-async def _final(redis: Redis, action_id: str, timeout: float = 20) -> dict[str, Any]:
-    async def check() -> list[dict[str, Any]]:
-        return [a for a in await _answers(redis, action_id) if a["outcome"] != "awaiting_approval"]
-
-    found = await eventually(check, timeout=timeout)
-    return dict(found[0])
-
-
 @contextlib.asynccontextmanager
 async def _remediator(
     settings: Settings, clock: ManualClock | None = None
@@ -94,7 +82,7 @@ async def test_everything_is_a_dry_run_until_switched_on(
     async with _remediator(make_settings()) as bus:
         request = _request("docker.restart", "backend")
         await bus.publish(request)
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
     assert answer["outcome"] == "skipped"
     assert answer["dry_run"] is True
     assert "remediation is not enabled" in answer["detail"]
@@ -104,7 +92,7 @@ async def test_everything_is_a_dry_run_until_switched_on(
     async with _remediator(settings) as bus:
         request = _request("docker.restart", "backend")
         await bus.publish(request)
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
     assert answer["outcome"] == "skipped"
     assert answer["dry_run"] is True
     assert "docker.restart is not enabled" in answer["detail"]
@@ -143,7 +131,7 @@ async def test_anything_off_the_allowlist_or_invalid_is_rejected(
         await redis.xadd(
             "jarvis:actions:requested", {"__data__": ActionRequested.model_validate(body).to_json()}
         )
-        answer = await _final(redis, body["action_id"])
+        answer = await final_answer(redis, body["action_id"])
     assert answer["outcome"] == "rejected"
     assert reason in answer["detail"]
     assert answer["dry_run"] is False
@@ -167,7 +155,7 @@ async def test_dangerous_action_runs_only_after_approval(
         await bus.publish(request)
 
         async def awaiting() -> list[dict[str, Any]]:
-            return await _answers(redis, request.action_id)
+            return await answers(redis, request.action_id)
 
         first = (await eventually(awaiting))[0]
         assert first["outcome"] == "awaiting_approval"
@@ -177,7 +165,7 @@ async def test_dangerous_action_runs_only_after_approval(
         assert await target.get("cache:x") == b"1"
 
         await bus.publish(_approval(request.action_id, "alice"))
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
         assert answer["outcome"] == "succeeded"
         assert answer["detail"].startswith("approved by alice: FLUSHDB on jarvis-redis: 1 keys")
         assert await target.dbsize() == 0
@@ -186,15 +174,15 @@ async def test_dangerous_action_runs_only_after_approval(
         await bus.publish(_approval(request.action_id, "bob"))
         await bus.publish(request)
         await eventually(lambda: _count_is(redis, request.action_id, 4))
-    answers = await _answers(redis, request.action_id)
-    assert [a["outcome"] for a in answers].count("succeeded") == 2  # republished, same event
-    assert len({a["event_id"] for a in answers if a["outcome"] == "succeeded"}) == 1
+    found = await answers(redis, request.action_id)
+    assert [a["outcome"] for a in found].count("succeeded") == 2  # republished, same event
+    assert len({a["event_id"] for a in found if a["outcome"] == "succeeded"}) == 1
     assert await target.get("cache:y") == b"1"  # never executed twice
     await target.aclose()
 
 
 async def _count_is(redis: Redis, action_id: str, n: int) -> bool:
-    return len(await _answers(redis, action_id)) == n
+    return len(await answers(redis, action_id)) == n
 
 
 async def test_approval_has_a_timeout(
@@ -209,13 +197,13 @@ async def test_approval_has_a_timeout(
         await bus.publish(flush)
         await eventually(lambda: _count_is(redis, flush.action_id, 1))
         clock.advance(61)
-        answer = await _final(redis, flush.action_id)
+        answer = await final_answer(redis, flush.action_id)
         assert answer["outcome"] == "timed_out"
         assert "no approval within 60 s" in answer["detail"]
-        await bus.publish(ActionApproved(action_id=flush.action_id))
+        await bus.publish(_approval(flush.action_id, "operator"))
         await bus.publish(request)  # marked dangerous by the requester: waits too
         await eventually(lambda: _count_is(redis, request.action_id, 1))
-    assert (await _answers(redis, request.action_id))[0]["outcome"] == "awaiting_approval"
+    assert (await answers(redis, request.action_id))[0]["outcome"] == "awaiting_approval"
     assert await target.get("cache:x") == b"1"
     await target.aclose()
 
@@ -232,10 +220,10 @@ async def test_a_claimed_run_whose_replica_died_is_reported_not_rerun(
         await bus.publish(request)
         await bus.publish(request)
         clock.advance(36)
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
     assert answer["outcome"] == "failed"
     assert "interrupted" in answer["detail"]
-    assert len(await _answers(redis, request.action_id)) == 1
+    assert len(await answers(redis, request.action_id)) == 1
     await target.aclose()
 
 
@@ -254,14 +242,14 @@ async def test_replicas_execute_each_action_once_under_redelivery(
             await bus_a.publish(request)
             await bus_b.publish(request)  # the same action_id twice
         for request in requests:
-            answer = await _final(redis, request.action_id)
+            answer = await final_answer(redis, request.action_id)
             assert answer["outcome"] == "succeeded", answer["detail"]
     for request in requests:
-        answers = await _answers(redis, request.action_id)
+        found = await answers(redis, request.action_id)
         # A delivery arriving while the other replica runs it is dropped; one arriving
         # after the answer republishes the very same event. Never a second run.
-        assert 1 <= len(answers) <= 2
-        assert len({a["event_id"] for a in answers}) == 1
+        assert 1 <= len(found) <= 2
+        assert len({a["event_id"] for a in found}) == 1
         folder = settings.data_dir / "incidents" / str(request.incident_id)
         assert len(list(folder.glob("verification_*.json"))) == 1
 
@@ -279,15 +267,15 @@ async def test_restart_through_the_bus_and_redelivery_never_runs_twice(
         request = _request("docker.recreate", box.name, params={"stop_timeout_s": 2})
         for _ in range(3):
             await bus.publish(request)
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
         await eventually(lambda: _count_is(redis, request.action_id, 3))
         logs = _request("docker.logs", box.name, params={"since_s": 600})
         await bus.publish(logs)
-        logs_answer = await _final(redis, logs.action_id)
+        logs_answer = await final_answer(redis, logs.action_id)
     assert answer["outcome"] == "succeeded", answer["detail"]
     assert answer["duration_ms"] > 0
     new_id = containers.inspect(box.name)["Id"]
-    assert answer["detail"].endswith(new_id[:12])  # recreated once: still that container
+    assert f"→ {new_id[:12]};" in answer["detail"]  # recreated once: still that container
     assert logs_answer["outcome"] == "succeeded"
     artifact = Path(logs_answer["artifacts"][0])
     assert artifact.parent == settings.data_dir.resolve() / "incidents" / str(logs.incident_id)
@@ -309,7 +297,7 @@ async def test_attempt_limit_stops_automatic_action_and_escalates(
         for _ in range(3):
             request = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
             await bus.publish(request)
-            answers.append(await _final(redis, request.action_id))
+            answers.append(await final_answer(redis, request.action_id))
     assert [a["outcome"] for a in answers] == ["succeeded", "succeeded", "rejected"]
     assert answers[2]["escalate"] is True
     assert "attempt limit reached: 2 runs of docker.restart" in answers[2]["detail"]
@@ -329,7 +317,7 @@ async def test_an_ineffective_fix_stops_automatic_action_and_escalates(
         await eventually(lambda: _firing(redis, box.name))
         fix = _request("docker.restart", box.name, params={"stop_timeout_s": 1})
         await bus.publish(fix)
-        assert (await _final(redis, fix.action_id))["outcome"] == "succeeded"
+        assert (await final_answer(redis, fix.action_id))["outcome"] == "succeeded"
 
         clock.advance(60)
         await bus.publish(_again(alert, AlertStatus.RESOLVED))
@@ -346,10 +334,10 @@ async def test_an_ineffective_fix_stops_automatic_action_and_escalates(
 
         again = _request("docker.restart", box.name)
         await bus.publish(again)
-        refused = await _final(redis, again.action_id)
+        refused = await final_answer(redis, again.action_id)
         stats = _request("docker.stats", box.name)
         await bus.publish(stats)
-        still_reads = await _final(redis, stats.action_id)
+        still_reads = await final_answer(redis, stats.action_id)
     assert refused["outcome"] == "rejected"
     assert refused["escalate"] is True
     assert f"automatic action on {box.name} is stopped" in refused["detail"]
@@ -373,12 +361,12 @@ async def test_a_refused_action_is_answered_rejected_naming_who_and_never_runs(
         await bus.publish(request)
         await eventually(lambda: _count_is(redis, request.action_id, 1))
         await bus.publish(ActionRefused(action_id=request.action_id, by="alice", reason="not now"))
-        answer = await _final(redis, request.action_id)
+        answer = await final_answer(redis, request.action_id)
         assert answer["outcome"] == "rejected"
         assert answer["detail"] == "refused by alice: not now; not run"
         assert answer["escalate"] is False
         # An approval after the refusal finds nothing waiting: nothing runs.
-        await bus.publish(ActionApproved(action_id=request.action_id, approver="bob"))
+        await bus.publish(_approval(request.action_id, "bob"))
         await bus.publish(request)
         await eventually(lambda: _count_is(redis, request.action_id, 3))
     assert await target.get("cache:x") == b"1"
@@ -406,14 +394,14 @@ async def test_no_automatic_action_changes_a_target_in_a_maintenance_window(
         backup = _request("redis.bgsave", "jarvis-redis", requested_by="playbook:x")
         for request in (playbook, operator, backup):
             await bus.publish(request)
-        skipped = await _final(redis, playbook.action_id)
+        skipped = await final_answer(redis, playbook.action_id)
         assert skipped["outcome"] == "skipped"
         assert skipped["dry_run"] is False
         assert f"silenced by {silence.id}" in skipped["detail"]
         assert "maintenance window" in skipped["detail"]
         # What an operator asks for still goes to approval; a backup still runs.
         await eventually(lambda: _count_is(redis, operator.action_id, 1))
-        assert (await _answers(redis, operator.action_id))[0]["outcome"] == "awaiting_approval"
-        assert (await _final(redis, backup.action_id))["outcome"] == "succeeded"
+        assert (await answers(redis, operator.action_id))[0]["outcome"] == "awaiting_approval"
+        assert (await final_answer(redis, backup.action_id))["outcome"] == "succeeded"
     assert await target.get("cache:x") == b"1"
     await target.aclose()

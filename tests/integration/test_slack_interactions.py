@@ -26,7 +26,8 @@ from shared.events import ActionRequested, Severity
 from shared.settings import Settings
 from tests.helpers import eventually, read_stream, running
 from tests.integration._escalator_support import http_receiver, severity_event
-from tests.integration.test_remediator_service import _answers, _final, _flushdb_setup
+from tests.integration.remediator_fixtures import answers, final_answer
+from tests.integration.test_remediator_service import _flushdb_setup
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +134,7 @@ async def test_buttons_in_slack_act_as_the_api_would_and_only_for_signed_fresh_c
             tampered = body.replace(b"carol.k", b"admin.x")
             assert (await client.post(URL, content=tampered, headers=headers)).status_code == 401
             assert (await client.post(URL, content=body, headers={})).status_code == 401
-            assert [a["outcome"] for a in await _answers(redis, refused.action_id)] == [
+            assert [a["outcome"] for a in await answers(redis, refused.action_id)] == [
                 "awaiting_approval"
             ]
 
@@ -142,7 +143,7 @@ async def test_buttons_in_slack_act_as_the_api_would_and_only_for_signed_fresh_c
             assert answer.status_code == 200, answer.text
             (done,) = answer.json()["done"]
             assert done["event_type"] == "ActionRefused"
-            final = await _final(redis, refused.action_id)
+            final = await final_answer(redis, refused.action_id)
             assert final["outcome"] == "rejected"
             assert final["detail"].startswith("refused by carol (Slack U0CAROL)")
             assert await target.get("cache:x") == b"1"  # never ran
@@ -155,7 +156,7 @@ async def test_buttons_in_slack_act_as_the_api_would_and_only_for_signed_fresh_c
             await eventually(lambda: _recorded(client, incident, approved.event_id))
             ok = await _post(client, _click("jarvis.approve", approved.action_id))
             assert ok.status_code == 200, ok.text
-            ran = await _final(redis, approved.action_id)
+            ran = await final_answer(redis, approved.action_id)
             assert ran["outcome"] == "succeeded"
             assert ran["detail"].startswith("approved by carol (Slack U0CAROL)")
 

@@ -342,15 +342,23 @@ async def test_failure_stops_the_playbook_and_approval_pauses_it(
         await complete(0, ActionOutcome.SUCCEEDED)
         await eventually(lambda: _count(redis, ACTIONS_REQUESTED.key, 2))
         await complete(0, ActionOutcome.SUCCEEDED)  # a stale duplicate changes nothing
-        await complete(1, ActionOutcome.FAILED, detail="docker: no such container")
-        notes = await eventually(lambda: _count(redis, INCIDENTS.key, 2, "NoteAdded"))
+        # A diagnostics step's failure is noted and the playbook goes on ...
+        await complete(1, ActionOutcome.FAILED, detail="container backend is not running")
+        await eventually(lambda: _count(redis, ACTIONS_REQUESTED.key, 3))
+        for step in (2, 3, 4):
+            await complete(step, ActionOutcome.SUCCEEDED)
+        await eventually(lambda: _count(redis, ACTIONS_REQUESTED.key, 6))
+        # ... a fix's failure stops it.
+        await complete(5, ActionOutcome.FAILED, detail="docker: no such container")
+        notes = await eventually(lambda: _count(redis, INCIDENTS.key, 3, "NoteAdded"))
         await eventually(lambda: _settled(redis, "triage", ACTIONS_COMPLETED.key))
-    assert len(await _events(redis, ACTIONS_REQUESTED.key)) == 2
-    assert "flagged for escalation" in notes[1]["text"]
-    assert "no such container" in notes[1]["text"]
+    assert len(await _events(redis, ACTIONS_REQUESTED.key)) == 6
+    assert "continuing (diagnostics step)" in notes[1]["text"]
+    assert "flagged for escalation" in notes[2]["text"]
+    assert "no such container" in notes[2]["text"]
     run = await _run(redis, incident_id)
     assert run is not None
-    assert (run["status"], run["step"]) == ("stopped", 1)
+    assert (run["status"], run["step"]) == ("stopped", 5)
 
 
 async def test_redelivered_alerts_and_completions_publish_nothing_twice(

@@ -294,3 +294,13 @@ def test_text_from_events_cannot_forge_sections_or_html() -> None:
     rows = _table(_sections(markdown)["Incident Timeline"])
     assert len(rows) == len(timeline)
     assert all(len(row) == 4 for row in rows)
+
+
+def test_a_drills_postmortem_says_it_was_a_drill() -> None:
+    cause = alert()
+    drill = "4b1c2d3e-0000-4000-8000-00000000d811"
+    timeline = [_entry(cause), _entry(assigned(cause, INCIDENT, drill_id=drill))]
+    text = postmortem.render(_incident(title="[DRILL] backend unresponsive"), timeline)
+    assert f"**This was a drill** (`jarvis-ir drill`, drill {drill})" in text
+    plain = postmortem.render(_incident(), [_entry(cause), _entry(assigned(cause, INCIDENT))])
+    assert "drill" not in plain.lower()

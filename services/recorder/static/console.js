@@ -453,6 +453,10 @@ function listen() {
     if (entry.incident_id && !incidents.has(entry.incident_id)) soon("incidents", loadIncidents);
     if (/^Action/.test(entry.event_type)) soon("approvals", loadApprovals);
     if (/^(Silence|AlertSilenced)/.test(entry.event_type)) soon("silences", loadSilences);
+    // What moves a drill's figures on: its incident opening, a step's answer, the end.
+    if (/^(SeverityAssigned|ActionCompleted|IncidentResolved)$/.test(entry.event_type)) {
+      soon("drills", loadDrills);
+    }
   });
 }
 
@@ -470,6 +474,23 @@ async function loadOnCall() {  // who is on call now, per schedule (GET /api/v1/
     list.append(li);
   }
   if (!list.children.length) list.append(el("li", "no schedule configured", "muted"));
+}
+
+async function loadDrills() {  // the latest drills' figures (GET /api/v1/drills)
+  const res = await fetch("/api/v1/drills?limit=10").catch(() => null);
+  if (!res || !res.ok) return;
+  const drills = await res.json();
+  const secs = v => v === null ? "—" : v.toFixed(1) + " s";
+  const body = $("drills").tBodies[0];
+  body.replaceChildren();
+  $("no-drills").hidden = drills.length > 0;
+  for (const d of drills) {
+    const tr = el("tr");
+    tr.dataset.drillId = d.id;
+    tr.append(el("td", d.scenario), el("td", d.status), el("td", secs(d.detected_s)),
+              el("td", secs(d.verified_s)), el("td", secs(d.resolved_s)));
+    body.append(tr);
+  }
 }
 
 function incidentCommand(verb, body, done) {
@@ -509,6 +530,7 @@ function start() {
   loadSilences();
   loadStats();
   loadOnCall();
+  loadDrills();
   setInterval(tick, 1000);
   setInterval(loadOnCall, 60000);
   setInterval(loadStats, 60000);
