@@ -23,6 +23,7 @@ from services.triage.main import build as build_triage
 from shared.access import check_exposure
 from shared.asyncapi import asyncapi_document
 from shared.embedded_redis import EmbeddedRedis
+from shared.redis_client import RedisLocation
 from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import ConfigError, Settings, load_settings
 
@@ -70,22 +71,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> int:
     embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis_url
-    if not redis_url:
+    location = settings.redis_location
+    if location is None:
         if not embedded_ok:
-            log.error("REDIS_URL is required for `serve` (only `up` embeds a Redis server)")
+            log.error(
+                "REDIS_URL (or REDIS_SENTINELS) is required for `serve` "
+                "(only `up` embeds a Redis server)"
+            )
             return 2
         embedded = EmbeddedRedis(settings.data_dir, settings.embedded_redis_port)
         try:
-            redis_url = embedded.start()
+            location = RedisLocation(url=embedded.start())
         except RuntimeError as exc:  # port taken, no binary, …: say so, no traceback
             print(f"jarvis-ir: embedded Redis: {exc}", file=sys.stderr)
             return 2
         log.info(
             "embedded redis-server on 127.0.0.1:%d (data in %s)", embedded.port, embedded.data_dir
         )
+    else:
+        log.info("Redis: %s", location.describe())
     try:
-        runtime = create_runtime(settings, redis_url)
+        runtime = create_runtime(settings, location)
         services = [SERVICES[name](runtime) for name in names]
         app = build_app(runtime, services)
         tls = settings.http_tls_certfile, settings.http_tls_keyfile

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
@@ -33,6 +34,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import AlertAdmission
 from shared.keys import Signer, load_or_create_secret
+from shared.redis_client import RedisLocation, connect, is_unavailable
 from shared.retention import trim_forever
 from shared.settings import Settings
 from shared.stream_consumer import StreamConsumer
@@ -120,11 +122,20 @@ class Service:
     health: HealthCheck | None = None
 
 
-def create_runtime(settings: Settings, redis_url: str, clock: Clock | None = None) -> Runtime:
-    """Create (not connect) the Redis client."""
+def create_runtime(
+    settings: Settings,
+    redis: str | RedisLocation | None = None,
+    clock: Clock | None = None,
+) -> Runtime:
+    """Create (not connect) the Redis client: of `redis` (a URL or a location), else of
+    where the settings put it (`REDIS_URL` / `REDIS_SENTINELS`, `shared.redis_client`)."""
+    location = RedisLocation(url=redis) if isinstance(redis, str) else redis
+    location = location or settings.redis_location
+    if location is None:
+        raise ValueError("REDIS_URL: not set (only `jarvis-ir up` embeds a Redis server)")
     return Runtime(
         settings=settings,
-        redis=Redis.from_url(redis_url, health_check_interval=30),
+        redis=connect(location),
         clock=clock or SystemClock(),
         instance=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
     )
@@ -202,6 +213,20 @@ def build_app(
             for err in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(RedisError)
+    async def redis_failed(request: Request, exc: RedisError) -> JSONResponse:
+        """503 with Retry-After while Redis is down, restarting or failing over: nothing was
+        accepted, and senders (Alertmanager, PagerDuty clients) retry a 5xx."""
+        if is_unavailable(exc):
+            log.debug("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+            return JSONResponse(
+                {"detail": "Redis is unavailable; try again"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        log.error("%s %s: Redis error", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.get("/health", tags=["ops"])
     async def health(response: Response) -> dict[str, Any]:

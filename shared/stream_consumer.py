@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from shared.consumer import (
     BACKLOG,
@@ -33,6 +33,7 @@ from shared.consumer import (
     decode_entry,
 )
 from shared.events import Event
+from shared.redis_client import is_unavailable
 from shared.retry import OutageLog, backoff_delay
 from shared.settings import ConsumerSettings
 from shared.stream_group import Entry, StreamGroup
@@ -114,19 +115,21 @@ class StreamConsumer:
         while not self._stopping.is_set():
             try:
                 await step()
-            except ResponseError as exc:
+            except (RedisError, OSError) as exc:
+                if is_unavailable(exc):  # unreachable, restarting, failing over, demoted
+                    failures += 1
+                    self._redis_down.failed(exc)
+                    await self._pause(backoff_delay(failures, 0.1, 5.0))
+                    continue
                 if "NOGROUP" not in str(exc):
                     failures += 1
                     log.exception("%s on %s: unexpected Redis error", self.group, self.spec.key)
                     await self._pause(backoff_delay(failures, 0.5, 10.0))
                     continue
+                # The group is gone: Redis lost its data, or a promoted replica had not yet
+                # received it (asynchronous replication). Recreate it and read on.
                 if await self._io.ensure():
                     log.warning("%s: group on %s was lost; recreated", self.group, self.spec.key)
-            except (RedisError, OSError) as exc:  # Redis unreachable or restarting
-                failures += 1
-                self._redis_down.failed(exc)
-                await self._pause(backoff_delay(failures, 0.1, 5.0))
-                continue
             except Exception:
                 failures += 1
                 log.exception("%s on %s: consumer loop failed", self.group, self.spec.key)
@@ -232,7 +235,8 @@ class StreamConsumer:
             self._held.difference_update(done)
             await self._io.ack(done)
             CONSUMED.labels(self.group, stream, "ok").inc(len(done))
-            waiting = {i for i, exc in failures if isinstance(exc, Retryable)}
+            # Redis itself unavailable under the handler counts as a dependency outage too.
+            waiting = {i for i, exc in failures if _is_outage(exc)}
             broken = [(i, exc) for i, exc in failures if i not in waiting]
             if broken:
                 # Left pending, no longer held: whoever reclaims it after reclaim_idle_ms
@@ -335,6 +339,13 @@ class StreamConsumer:
         BACKLOG.labels(*labels).set(stats.backlog)
         OLDEST_AGE.labels(*labels).set(stats.oldest_age_s)
         return False
+
+
+def _is_outage(exc: Exception) -> bool:
+    """A dependency is down (the handler said so, or our Redis cannot serve right now):
+    retry in place, never count it against the entry. Other errors of the handler's own,
+    an OSError from a file or a socket included, count."""
+    return isinstance(exc, Retryable) or (isinstance(exc, RedisError) and is_unavailable(exc))
 
 
 def _by_error(failures: list[tuple[str, Exception]]) -> list[tuple[Exception, list[str]]]:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shared.redis_client import DEFAULT_MASTER, RedisLocation, parse_location
 from shared.settings.detector import (
     AlertPollSettings,
     ContainerTarget,
@@ -188,6 +189,29 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
         description="Redis server; unset: `up` starts an embedded redis-server.",
     )
+    redis_sentinels: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_SENTINELS", "redis_sentinels"),
+        description="Redis Sentinel addresses, host:port,host:port: the services use the master "
+        "they name (REDIS_URL then gives only its user, password, database and TLS); or put "
+        "everything in REDIS_URL as redis+sentinel://[user:pass@]host:port[,…]/master[/db].",
+    )
+    redis_sentinel_master: str = Field(
+        default=DEFAULT_MASTER,
+        validation_alias=AliasChoices("REDIS_SENTINEL_MASTER", "redis_sentinel_master"),
+        description="The master's name in the sentinels' configuration (with REDIS_SENTINELS).",
+    )
+    redis_sentinel_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_SENTINEL_USERNAME", "redis_sentinel_username"),
+        description="ACL user the sentinels want, if any (their own, not the master's).",
+    )
+    redis_sentinel_password: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password"),
+        description="Password the sentinels want (their requirepass), if any; the master's is "
+        "in REDIS_URL.",
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
@@ -263,6 +287,7 @@ class Settings(BaseSettings):
                 "detector.ingest_tokens: JARVIS_API_TOKEN must be set too (it protects the "
                 "operator commands the integration tokens do not open)"
             )
+        _ = self.redis_location  # raises ValueError naming a bad Redis setting
         for path in self.http_open_paths:
             if not path.startswith("/"):
                 raise ValueError(f"http_open_paths: {path!r} is not a path (starts with /)")
@@ -278,6 +303,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _FileSource(settings_cls, cls._config_file))
+
+    @property
+    def redis_location(self) -> RedisLocation | None:
+        """Where the event bus's Redis is (`shared.redis_client`); None: `up` embeds one."""
+        return parse_location(
+            self.redis_url,
+            self.redis_sentinels,
+            self.redis_sentinel_master,
+            self.redis_sentinel_username,
+            self.redis_sentinel_password,
+        )
 
     @property
     def sqlalchemy_url(self) -> str:
