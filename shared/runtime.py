@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from shared.envelope import AlertAdmission
 from shared.keys import Signer, load_or_create_secret
 from shared.redis_client import RedisLocation, connect, is_unavailable
 from shared.retention import trim_forever
+from shared.retry import backoff_delay
 from shared.settings import Settings
 from shared.stream_consumer import StreamConsumer
 from shared.streams import ALERTS, StreamSpec
@@ -142,14 +144,25 @@ def create_runtime(
 
 
 async def _supervise(name: str, loop: Hook) -> None:
-    """Run a background loop; restart it after an unexpected error instead of dying."""
+    """Run a background loop; restart it after an unexpected error instead of dying.
+    Redis being unavailable (down, failing over) is an outage, not an error: one warning
+    when it starts, no traceback, restarts with capped backoff while it lasts."""
+    failures = 0
     while True:
+        started = time.monotonic()
         try:
             await loop()
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            fresh = time.monotonic() - started > 10  # it had been running: a new incident
+            failures = 1 if fresh else failures + 1
+            if is_unavailable(exc):
+                say = log.warning if failures == 1 else log.debug
+                say("%s: background loop waits for Redis (retrying): %s", name, exc)
+                await asyncio.sleep(backoff_delay(failures, 0.2, 5.0))
+                continue
             log.exception("%s: background loop failed; restarting in 1 s", name)
             await asyncio.sleep(1.0)
 

@@ -187,7 +187,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
-        description="Redis server; unset: `up` starts an embedded redis-server.",
+        description="Redis server (redis://, rediss:// for TLS, unix://), or its master through "
+        "Sentinel (redis+sentinel://[user:pass@]host:port[,…]/master[/db]); unset, and no "
+        "REDIS_SENTINELS: `up` starts an embedded redis-server.",
     )
     redis_sentinels: str | None = Field(
         default=None,

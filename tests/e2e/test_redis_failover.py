@@ -1,0 +1,205 @@
+"""Redis failover under Sentinel while alerts flow (issue 16).
+
+A master, one replica and three sentinels (Debian's redis-server and redis-sentinel) on
+loopback ports, every service a process of its own pointed at the sentinels. Alerts are
+posted to the detector without pause; the master is killed with SIGKILL; the sentinels
+promote the replica. Then every service must be on the new master: alerts posted after
+the failover reach triage (an incident) and the recorder (its timeline), every consumer
+group exists on the new master and every stream is drained there (the escalator's and
+triage's Lua scripts ran again on a server that had never loaded them).
+
+Reported, and held to bounds: how many alerts accepted before the kill were lost
+(replication is asynchronous: allowed, but counted), how long and how often ingest
+answered 5xx, the slowest answer, and how long the promotion took.
+
+Bounded: about 30 s on this machine; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.cluster import LocalCluster, wait_until
+from tests.conftest import require
+from tests.e2e.faults_support import query, wait_drained
+from tests.e2e.sentinel_support import SentinelSet
+
+pytestmark = pytest.mark.e2e
+
+FAST = {
+    "JARVIS_CONSUMER__BLOCK_MS": "100",
+    "JARVIS_CONSUMER__RECLAIM_IDLE_MS": "1500",
+    "JARVIS_CONSUMER__GROUP_CHECK_S": "0.5",
+    "JARVIS_CONSUMER__RETRY_MAX_S": "1",
+    "JARVIS_DETECTOR__PROBES_ENABLED": "false",
+}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "jarvis:alerts": ("triage", "recorder", "remediator"),
+    "jarvis:severity": ("escalator", "recorder"),
+    "jarvis:actions:requested": ("remediator", "recorder"),
+    "jarvis:actions:completed": ("triage", "escalator", "recorder"),
+    "jarvis:escalations": ("escalator", "recorder"),
+    "jarvis:incidents": ("escalator", "triage", "recorder", "remediator"),
+}
+FLOWING = {k: GROUPS[k] for k in ("jarvis:alerts", "jarvis:severity", "jarvis:incidents")}
+
+
+@dataclass(frozen=True)
+class Post:
+    sent: float  # time.monotonic() when the request left
+    answered: float
+    status: int | None  # None: refused or timed out
+    event_ids: tuple[str, ...]
+
+
+class Sender(threading.Thread):
+    """Posts one alert per request to the detector until told to stop."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.posts: list[Post] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        with httpx.Client(timeout=10) as client:
+            while not self.halt.is_set():
+                n += 1
+                alert = {
+                    "service": f"svc{n % 10}",
+                    "check": f"failover-{n}",
+                    "summary": f"failover test alert {n}",
+                    "impact": "medium",
+                    "urgency": "low",
+                }
+                sent = time.monotonic()
+                try:
+                    resp = client.post(f"{self.url}/api/v1/alerts", json=alert)
+                    ids = tuple(resp.json().get("event_ids", ())) if resp.is_success else ()
+                    post = Post(sent, time.monotonic(), resp.status_code, ids)
+                except httpx.HTTPError:
+                    post = Post(sent, time.monotonic(), None, ())
+                self.posts.append(post)
+                time.sleep(0.02)
+
+    def accepted_since(self, moment: float) -> int:
+        return sum(1 for p in self.posts if p.sent > moment and p.status == 202)
+
+
+async def _stored_alerts(database_url: str) -> dict[str, str | None]:
+    rows = await query(
+        database_url, "SELECT event_id, incident_id FROM events WHERE event_type = 'AlertRaised'"
+    )
+    return dict(rows)
+
+
+def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -> None:
+    missing = SentinelSet.available()
+    require(missing is None, f"{missing}: apt-get install redis-server redis-sentinel")
+    redis_set = SentinelSet(tmp_path / "redis")
+    redis_set.workdir.mkdir(parents=True)
+    started = time.monotonic()
+    redis_set.start()
+    try:
+        old_master, replica = redis_set.data_ports
+        env = {**FAST, "REDIS_SENTINEL_PASSWORD": redis_set.sentinel_password}
+        with LocalCluster(
+            tmp_path / "cluster", extra_env=env, external_redis_url=redis_set.url()
+        ) as cluster:
+            for name in ("recorder", "triage", "escalator", "remediator"):
+                cluster.add(name)  # REDIS_URL=redis+sentinel://…
+            # The other way to say it: the sentinels apart, REDIS_URL only for the password.
+            hosts = ",".join(f"127.0.0.1:{p}" for p in redis_set.sentinel_ports)
+            detector = cluster.add(
+                "detector",
+                REDIS_URL=f"redis://:{redis_set.password}@unused/0",
+                REDIS_SENTINELS=hosts,
+                REDIS_SENTINEL_MASTER=redis_set.master_name,
+            )
+            database_url = cluster.env()["DATABASE_URL"]
+            sender = Sender(detector.url)
+            sender.start()
+            try:
+                wait_until(lambda: sender.accepted_since(0) >= 50, 20, "50 alerts accepted")
+                killed_at = time.monotonic()
+                redis_set.kill(old_master)
+                wait_until(
+                    lambda: redis_set.master_port() == replica, 20, "the replica's promotion"
+                )
+                promoted_at = time.monotonic()
+                wait_until(
+                    lambda: sender.accepted_since(promoted_at) >= 50,
+                    30,
+                    "50 alerts accepted after the failover\n" + detector.log_tail(),
+                )
+            finally:
+                sender.halt.set()
+                sender.join(timeout=15)
+            new_master = redis_set.client(replica)
+            wait_drained(new_master, FLOWING, timeout_s=30)
+            groups = {
+                stream: {g["name"].decode() for g in new_master.xinfo_groups(stream)}
+                for stream in GROUPS
+            }
+            # The Lua scripts ran on a server that had never loaded them (redis-py's Script
+            # reloads after NOSCRIPT).
+            scripts = new_master.info("commandstats").get("cmdstat_evalsha", {})
+            noscript = new_master.info("errorstats").get("errorstat_NOSCRIPT", {})
+            stored = asyncio.run(_stored_alerts(database_url))
+            logs = {name: s.log_tail(10**6) for name, s in cluster.services.items()}
+    finally:
+        redis_set.stop()
+    elapsed = time.monotonic() - started
+
+    posts = sender.posts
+    before = [p for p in posts if p.status == 202 and p.answered < killed_at]
+    after = [p for p in posts if p.status == 202 and p.sent > killed_at]
+    lost_before = [i for p in before for i in p.event_ids if i not in stored]
+    lost_after = [i for p in after for i in p.event_ids if i not in stored]
+    failed = [p for p in posts if p.status != 202 and p.sent > killed_at - 1]
+    window = (max(p.answered for p in failed) - killed_at) if failed else 0.0
+    slowest = max(p.answered - p.sent for p in posts)
+    figures = {
+        "accepted_before_kill": len(before),
+        "lost_before_kill": len(lost_before),
+        "accepted_after_kill": len(after),
+        "lost_after_kill": len(lost_after),
+        "answers_5xx": sum(1 for p in failed if p.status is not None),
+        "refused_or_timed_out": sum(1 for p in failed if p.status is None),
+        "statuses": sorted({p.status or 0 for p in posts}),
+        "promotion_s": round(promoted_at - killed_at, 2),
+        "ingest_unavailable_s": round(window, 2),
+        "slowest_answer_s": round(slowest, 2),
+        "evalsha_on_new_master": int(scripts.get("calls", 0)),
+        "noscript_reloads": int(noscript.get("count", 0)),
+        "test_s": round(elapsed, 1),
+    }
+    print("failover figures:", json.dumps(figures))
+    context = f"{figures}\n" + "\n".join(f"== {n}\n{t[-1500:]}" for n, t in logs.items())
+
+    # Every service found the new master: the groups are there, the alerts went through.
+    for stream, names in GROUPS.items():
+        assert set(names) <= groups[stream], (stream, groups[stream], context)
+    assert lost_after == [], context
+    assert figures["evalsha_on_new_master"] > 0, context
+    assert all(stored[i] for p in after for i in p.event_ids), "each in an incident"
+    # Async replication may lose what the master had not yet sent to the replica: allowed,
+    # counted, and on loopback at most the last moments before the kill.
+    assert len(lost_before) <= max(5, len(before) // 10), context
+    # Ingest said 503 (never 500) while there was no master, and not for long.
+    assert set(figures["statuses"]) <= {202, 503}, context
+    assert figures["refused_or_timed_out"] == 0, context
+    assert window < 20, context
+    # A failover is an outage the services wait out, not a crash: no error, no traceback.
+    errors = {n: [ln for ln in t.splitlines() if " ERROR " in ln] for n, t in logs.items()}
+    assert not any(errors.values()), errors
+    assert figures["promotion_s"] < 15, context
