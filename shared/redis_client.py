@@ -54,8 +54,9 @@ _SENTINEL_PORT = 26379
 _HEALTH_CHECK_S = 30
 # Error replies of a server that cannot take writes right now, whoever's client meets them:
 # a replica (READONLY), a replica cut off from its master (MASTERDOWN), a server still
-# loading its data (LOADING, BusyLoadingError is a ConnectionError already).
-_UNAVAILABLE_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN")
+# loading its data (LOADING, BusyLoadingError is a ConnectionError already), a master
+# without enough replicas in reach (NOREPLICAS, with min-replicas-to-write).
+_UNAVAILABLE_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS", "TRYAGAIN")
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,8 @@ __all__ = ["SentinelSet"]
 
 
 def _sentinel_binary() -> str | None:
-    found = shutil.which("redis-sentinel")
-    if found:
-        return found
-    server = shutil.which("redis-server")
-    return server  # redis-server --sentinel does the same
+    # redis-server --sentinel does the same as Debian's redis-sentinel.
+    return shutil.which("redis-sentinel") or shutil.which("redis-server")
 
 
 @dataclass
@@ -69,10 +66,11 @@ class SentinelSet:
         """The master's port as the sentinels' majority names it."""
         votes: dict[int, int] = {}
         for port in self.sentinel_ports:
-            with contextlib.suppress(redis_sync.RedisError, OSError):
-                addr = self.sentinel_client(port).sentinel_get_master_addr_by_name(
-                    self.master_name
-                )
+            with (
+                contextlib.suppress(redis_sync.RedisError, OSError),
+                self.sentinel_client(port) as sentinel,
+            ):
+                addr = sentinel.sentinel_get_master_addr_by_name(self.master_name)
                 if addr:
                     votes[int(addr[1])] = votes.get(int(addr[1]), 0) + 1
         best = max(votes.items(), key=lambda kv: kv[1], default=None)

@@ -172,6 +172,7 @@ def test_a_bad_redis_setting_stops_the_start_naming_it(
         (ReadOnlyError("You can't write against a read only replica."), True),
         (ResponseError("READONLY You can't write against a read only replica."), True),
         (ResponseError("MASTERDOWN Link with MASTER is down"), True),
+        (ResponseError("NOREPLICAS Not enough good replicas to write."), True),
         (ConnectionResetError(104, "reset"), True),
         (ResponseError("NOGROUP No such key 'jarvis:alerts' or consumer group"), False),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), False),
