@@ -26,6 +26,8 @@ probe are Jarvis's own Redis, not this one, and are built where they are used.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, parse_url
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -42,6 +44,7 @@ __all__ = [
     "DEFAULT_MASTER",
     "RedisLocation",
     "connect",
+    "follow_master",
     "is_unavailable",
     "parse_hosts",
     "parse_location",
@@ -55,8 +58,16 @@ _HEALTH_CHECK_S = 30
 # Error replies of a server that cannot take writes right now, whoever's client meets them:
 # a replica (READONLY), a replica cut off from its master (MASTERDOWN), a server still
 # loading its data (LOADING, BusyLoadingError is a ConnectionError already), a master
-# without enough replicas in reach (NOREPLICAS, with min-replicas-to-write).
-_UNAVAILABLE_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS", "TRYAGAIN")
+# without enough replicas in reach (NOREPLICAS, with min-replicas-to-write), a blocked
+# read cut short by the master turning replica (UNBLOCKED).
+_UNAVAILABLE_REPLIES = (
+    "READONLY",
+    "MASTERDOWN",
+    "LOADING",
+    "NOREPLICAS",
+    "UNBLOCKED",
+    "TRYAGAIN",
+)
 
 
 @dataclass(frozen=True)
@@ -236,12 +247,43 @@ def connect(location: RedisLocation) -> Redis:
     client: Redis = sentinel.master_for(
         location.master,
         redis_class=_SentinelMaster,
+        connection_pool_class=_MasterPool,
         health_check_interval=_HEALTH_CHECK_S,
         **options,
     )
     assert isinstance(client, _SentinelMaster)
     client.sentinel_manager = sentinel
     return client
+
+
+async def follow_master(client: Redis, interval_s: float = 1.0) -> None:
+    """Ask the sentinels every `interval_s` where the master is, for ever; when it moved,
+    the pool closes its idle connections to the old one and each busy one as it is
+    released (`_MasterPool`). Without this, a connection stays with a demoted master that
+    is still alive until that server learns it is a replica (up to Sentinel's 10 s INFO
+    period), and the writes it takes meanwhile are lost when it resynchronises. No-op
+    without Sentinel."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return
+    while True:
+        await asyncio.sleep(interval_s)
+        # No master right now (failing over, sentinels away): the commands will say so.
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
+
+
+class _MasterPool(SentinelConnectionPool):
+    """Connections to the master Sentinel names. A connection handed back while the pool
+    knows of a newer master (one that was busy when the master moved) is closed rather
+    than reused, so it reconnects to the new one (redis-py's synchronous pool does this;
+    its asyncio pool does not)."""
+
+    async def release(self, connection: Any) -> None:
+        address = self.master_address
+        if address is not None and (connection.host, connection.port) != tuple(address):
+            await connection.disconnect()
+        await super().release(connection)
 
 
 class _SentinelMaster(Redis):

@@ -35,7 +35,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import AlertAdmission
 from shared.keys import Signer, load_or_create_secret
-from shared.redis_client import RedisLocation, connect, is_unavailable
+from shared.redis_client import RedisLocation, connect, follow_master, is_unavailable
 from shared.retention import trim_forever
 from shared.retry import backoff_delay
 from shared.settings import Settings
@@ -197,6 +197,7 @@ def build_app(
             for s in services
             for loop in s.background
         ]
+        tasks.append(asyncio.create_task(follow_master(runtime.redis), name="follow-master"))
         if consumers:
             tasks.append(asyncio.create_task(_watch_groups(runtime, consumers)))
             streams = [c.spec.key for c in consumers]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_sync
 
 from shared.cluster import LocalCluster, wait_until
 from tests.conftest import require
@@ -49,6 +50,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "jarvis:escalations": ("escalator", "recorder"),
     "jarvis:incidents": ("escalator", "triage", "recorder", "remediator"),
 }
+FOLLOW_S = 2.0  # follow_master asks every second; a busy connection moves when released
 FLOWING = {k: GROUPS[k] for k in ("jarvis:alerts", "jarvis:severity", "jarvis:incidents")}
 
 
@@ -102,7 +104,19 @@ async def _stored_alerts(database_url: str) -> dict[str, str | None]:
     return dict(rows)
 
 
-def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -> None:
+def _role(redis_set: SentinelSet, port: int) -> str | None:
+    try:
+        with redis_set.client(port) as client:
+            return str(client.info("replication")["role"])
+    except (redis_sync.RedisError, OSError):
+        return None
+
+
+@pytest.mark.parametrize("fault", ["kill", "demote"])
+def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path, fault: str) -> None:
+    """`kill`: SIGKILL of the master. `demote`: SENTINEL FAILOVER with the old master alive,
+    so the services' open connections meet a server that turns replica (READONLY,
+    UNBLOCKED) rather than a closed socket."""
     missing = SentinelSet.available()
     require(missing is None, f"{missing}: apt-get install redis-server redis-sentinel")
     redis_set = SentinelSet(tmp_path / "redis")
@@ -130,14 +144,21 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -
             sender.start()
             try:
                 wait_until(lambda: sender.accepted_since(0) >= 50, 20, "50 alerts accepted")
-                killed_at = time.monotonic()
-                redis_set.kill(old_master)
+                fault_at = time.monotonic()
+                if fault == "kill":
+                    redis_set.kill(old_master)
+                else:
+                    with redis_set.sentinel_client(redis_set.sentinel_ports[0]) as sentinel:
+                        sentinel.execute_command("SENTINEL", "FAILOVER", redis_set.master_name)
                 wait_until(
                     lambda: redis_set.master_port() == replica, 20, "the replica's promotion"
                 )
                 promoted_at = time.monotonic()
+                if fault == "demote":  # from here on no write can land on the old master
+                    wait_until(lambda: _role(redis_set, old_master) == "slave", 20, "the demotion")
+                settled_at = max(time.monotonic(), promoted_at + FOLLOW_S)
                 wait_until(
-                    lambda: sender.accepted_since(promoted_at) >= 50,
+                    lambda: sender.accepted_since(settled_at) >= 50,
                     30,
                     "50 alerts accepted after the failover\n" + detector.log_tail(),
                 )
@@ -154,6 +175,10 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -
             # reloads after NOSCRIPT).
             scripts = new_master.info("commandstats").get("cmdstat_evalsha", {})
             noscript = new_master.info("errorstats").get("errorstat_NOSCRIPT", {})
+            on_bus = {
+                json.loads(fields[b"__data__"])["event_id"]
+                for _, fields in new_master.xrange("jarvis:alerts")
+            }
             stored = asyncio.run(_stored_alerts(database_url))
             logs = {name: s.log_tail(10**6) for name, s in cluster.services.items()}
     finally:
@@ -161,24 +186,38 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -
     elapsed = time.monotonic() - started
 
     posts = sender.posts
-    before = [p for p in posts if p.status == 202 and p.answered < killed_at]
-    after = [p for p in posts if p.status == 202 and p.sent > killed_at]
-    lost_before = [i for p in before for i in p.event_ids if i not in stored]
-    lost_after = [i for p in after for i in p.event_ids if i not in stored]
-    failed = [p for p in posts if p.status != 202 and p.sent > killed_at - 1]
-    window = (max(p.answered for p in failed) - killed_at) if failed else 0.0
-    slowest = max(p.answered - p.sent for p in posts)
+    accepted = [p for p in posts if p.status == 202]
+    # After the promotion each process moves within FOLLOW_S (shared.redis_client.
+    # follow_master); from then on every accepted alert must be on the new master.
+    moved_at = promoted_at + FOLLOW_S
+    before = [p for p in accepted if p.answered < fault_at]
+    during = [p for p in accepted if p.answered >= fault_at and p.sent <= moved_at]
+    after = [p for p in accepted if p.sent > moved_at]
+
+    def lost(group: list[Post]) -> list[str]:
+        """Accepted, but not on the new master's jarvis:alerts."""
+        return [i for p in group for i in p.event_ids if i not in on_bus]
+
+    def unrecorded(group: list[Post]) -> list[str]:
+        return [i for p in group for i in p.event_ids if i not in stored]
+
+    failed = [p for p in posts if p.status != 202 and p.sent > fault_at - 1]
+    window = (max(p.answered for p in failed) - fault_at) if failed else 0.0
     figures = {
-        "accepted_before_kill": len(before),
-        "lost_before_kill": len(lost_before),
-        "accepted_after_kill": len(after),
-        "lost_after_kill": len(lost_after),
+        "fault": fault,
+        "accepted_before": len(before),
+        "lost_before": len(lost(before)),
+        "accepted_during": len(during),
+        "lost_during": len(lost(during)),
+        "accepted_after": len(after),
+        "lost_after": len(lost(after)),
+        "not_on_timeline": len(unrecorded(accepted)),
         "answers_5xx": sum(1 for p in failed if p.status is not None),
         "refused_or_timed_out": sum(1 for p in failed if p.status is None),
         "statuses": sorted({p.status or 0 for p in posts}),
-        "promotion_s": round(promoted_at - killed_at, 2),
+        "promotion_s": round(promoted_at - fault_at, 2),
         "ingest_unavailable_s": round(window, 2),
-        "slowest_answer_s": round(slowest, 2),
+        "slowest_answer_s": round(max(p.answered - p.sent for p in posts), 2),
         "evalsha_on_new_master": int(scripts.get("calls", 0)),
         "noscript_reloads": int(noscript.get("count", 0)),
         "test_s": round(elapsed, 1),
@@ -189,17 +228,22 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path) -
     # Every service found the new master: the groups are there, the alerts went through.
     for stream, names in GROUPS.items():
         assert set(names) <= groups[stream], (stream, groups[stream], context)
-    assert lost_after == [], context
-    assert figures["evalsha_on_new_master"] > 0, context
+    assert lost(after) == [], context
+    assert unrecorded(after) == [], context
     assert all(stored[i] for p in after for i in p.event_ids), "each in an incident"
-    # Async replication may lose what the master had not yet sent to the replica: allowed,
-    # counted, and on loopback at most the last moments before the kill.
-    assert len(lost_before) <= max(5, len(before) // 10), context
+    assert figures["evalsha_on_new_master"] > 0, context
+    # Async replication may lose what the old master had not yet sent to the replica:
+    # allowed, counted, on loopback at most the last moments before the fault. A master
+    # demoted alive also takes writes until the promotion and until each process moves
+    # (`during`): those are lost too, counted, and confined to that window.
+    assert len(lost(before)) <= 5, context
+    # What the recorder missed is what the bus lost, nothing else.
+    assert set(unrecorded(accepted)) <= set(lost(accepted)), context
     # Ingest said 503 (never 500) while there was no master, and not for long.
     assert set(figures["statuses"]) <= {202, 503}, context
     assert figures["refused_or_timed_out"] == 0, context
     assert window < 20, context
+    assert figures["promotion_s"] < 15, context
     # A failover is an outage the services wait out, not a crash: no error, no traceback.
     errors = {n: [ln for ln in t.splitlines() if " ERROR " in ln] for n, t in logs.items()}
     assert not any(errors.values()), errors
-    assert figures["promotion_s"] < 15, context

@@ -173,6 +173,13 @@ def test_a_bad_redis_setting_stops_the_start_naming_it(
         (ResponseError("READONLY You can't write against a read only replica."), True),
         (ResponseError("MASTERDOWN Link with MASTER is down"), True),
         (ResponseError("NOREPLICAS Not enough good replicas to write."), True),
+        (
+            ResponseError(
+                "UNBLOCKED force unblock from blocking operation, instance state changed "
+                "(master -> replica?)"
+            ),
+            True,
+        ),
         (ConnectionResetError(104, "reset"), True),
         (ResponseError("NOGROUP No such key 'jarvis:alerts' or consumer group"), False),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), False),
