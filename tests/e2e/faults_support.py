@@ -17,7 +17,24 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.embedded_redis import free_port
 
-__all__ = ["PostgresCluster", "drained", "query", "wait_drained"]
+__all__ = ["ALL_GROUPS", "FAST", "PostgresCluster", "drained", "query", "wait_drained"]
+
+# Timings of the fault tests: quick reads, reclaims and group checks; no probes.
+FAST = {
+    "JARVIS_CONSUMER__BLOCK_MS": "100",
+    "JARVIS_CONSUMER__RECLAIM_IDLE_MS": "1500",
+    "JARVIS_CONSUMER__GROUP_CHECK_S": "0.5",
+    "JARVIS_DETECTOR__PROBES_ENABLED": "false",
+}
+# Every stream and the groups that read it, all five services running.
+ALL_GROUPS: dict[str, tuple[str, ...]] = {
+    "jarvis:alerts": ("triage", "recorder", "remediator"),
+    "jarvis:severity": ("escalator", "recorder"),
+    "jarvis:actions:requested": ("remediator", "recorder"),
+    "jarvis:actions:completed": ("triage", "escalator", "recorder"),
+    "jarvis:escalations": ("escalator", "recorder"),
+    "jarvis:incidents": ("escalator", "triage", "recorder", "remediator"),
+}
 
 
 def _pg_bin() -> Path | None:

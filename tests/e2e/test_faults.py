@@ -22,25 +22,11 @@ from shared.envelope import owned_event_id
 from shared.events import AlertRaised
 from shared.streams import ALERTS, DEAD_LETTER
 from tests.conftest import require
-from tests.e2e.faults_support import PostgresCluster, query, wait_drained
+from tests.e2e.faults_support import ALL_GROUPS, FAST, PostgresCluster, query, wait_drained
 from tests.helpers import stream_id
 
 pytestmark = pytest.mark.e2e
 
-FAST = {
-    "JARVIS_CONSUMER__BLOCK_MS": "100",
-    "JARVIS_CONSUMER__RECLAIM_IDLE_MS": "1500",
-    "JARVIS_CONSUMER__GROUP_CHECK_S": "0.5",
-    "JARVIS_DETECTOR__PROBES_ENABLED": "false",
-}
-ALL_GROUPS: dict[str, tuple[str, ...]] = {
-    "jarvis:alerts": ("triage", "recorder", "remediator"),
-    "jarvis:severity": ("escalator", "recorder"),
-    "jarvis:actions:requested": ("remediator", "recorder"),
-    "jarvis:actions:completed": ("triage", "escalator", "recorder"),
-    "jarvis:escalations": ("escalator", "recorder"),
-    "jarvis:incidents": ("escalator", "triage", "recorder", "remediator"),
-}
 PIPELINE: dict[str, tuple[str, ...]] = {
     "jarvis:alerts": ("triage", "recorder"),
     "jarvis:severity": ("recorder",),

@@ -30,28 +30,13 @@ import redis as redis_sync
 
 from shared.cluster import LocalCluster, wait_until
 from tests.conftest import require
-from tests.e2e.faults_support import query, wait_drained
+from tests.e2e.faults_support import ALL_GROUPS, FAST, query, wait_drained
 from tests.e2e.sentinel_support import SentinelSet
 
 pytestmark = pytest.mark.e2e
 
-FAST = {
-    "JARVIS_CONSUMER__BLOCK_MS": "100",
-    "JARVIS_CONSUMER__RECLAIM_IDLE_MS": "1500",
-    "JARVIS_CONSUMER__GROUP_CHECK_S": "0.5",
-    "JARVIS_CONSUMER__RETRY_MAX_S": "1",
-    "JARVIS_DETECTOR__PROBES_ENABLED": "false",
-}
-GROUPS: dict[str, tuple[str, ...]] = {
-    "jarvis:alerts": ("triage", "recorder", "remediator"),
-    "jarvis:severity": ("escalator", "recorder"),
-    "jarvis:actions:requested": ("remediator", "recorder"),
-    "jarvis:actions:completed": ("triage", "escalator", "recorder"),
-    "jarvis:escalations": ("escalator", "recorder"),
-    "jarvis:incidents": ("escalator", "triage", "recorder", "remediator"),
-}
 FOLLOW_S = 2.0  # follow_master asks every second; a busy connection moves when released
-FLOWING = {k: GROUPS[k] for k in ("jarvis:alerts", "jarvis:severity", "jarvis:incidents")}
+FLOWING = {k: ALL_GROUPS[k] for k in ("jarvis:alerts", "jarvis:severity", "jarvis:incidents")}
 
 
 @dataclass(frozen=True)
@@ -125,7 +110,11 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path, f
     redis_set.start()
     try:
         old_master, replica = redis_set.data_ports
-        env = {**FAST, "REDIS_SENTINEL_PASSWORD": redis_set.sentinel_password}
+        env = {
+            **FAST,
+            "JARVIS_CONSUMER__RETRY_MAX_S": "1",
+            "REDIS_SENTINEL_PASSWORD": redis_set.sentinel_password,
+        }
         with LocalCluster(
             tmp_path / "cluster", extra_env=env, external_redis_url=redis_set.url()
         ) as cluster:
@@ -169,7 +158,7 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path, f
             wait_drained(new_master, FLOWING, timeout_s=30)
             groups = {
                 stream: {g["name"].decode() for g in new_master.xinfo_groups(stream)}
-                for stream in GROUPS
+                for stream in ALL_GROUPS
             }
             # The Lua scripts ran on a server that had never loaded them (redis-py's Script
             # reloads after NOSCRIPT).
@@ -226,7 +215,7 @@ def test_services_follow_a_sentinel_failover_while_alerts_flow(tmp_path: Path, f
     context = f"{figures}\n" + "\n".join(f"== {n}\n{t[-1500:]}" for n, t in logs.items())
 
     # Every service found the new master: the groups are there, the alerts went through.
-    for stream, names in GROUPS.items():
+    for stream, names in ALL_GROUPS.items():
         assert set(names) <= groups[stream], (stream, groups[stream], context)
     assert lost(after) == [], context
     assert unrecorded(after) == [], context
