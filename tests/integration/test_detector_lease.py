@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -42,8 +41,8 @@ class _Target:
 
 
 @pytest.fixture
-async def leases(redis: Redis) -> AsyncIterator[tuple[ProberLease, ProberLease]]:
-    yield (
+def leases(redis: Redis) -> tuple[ProberLease, ProberLease]:
+    return (
         ProberLease(redis, "replica-a", TTL_S, _ADMISSION.seal),
         ProberLease(redis, "replica-b", TTL_S, _ADMISSION.seal),
     )
