@@ -194,7 +194,7 @@ def build(runtime: Runtime) -> Service:
         }
 
     async def close() -> None:
-        if probes:
+        if settings.probes_enabled:
             await lease.release()
         await client.aclose()
         for probe in probes:
@@ -212,7 +212,12 @@ def build(runtime: Runtime) -> Service:
             runtime.access,
             ServiceBudget(runtime.redis, runtime.settings),
         ),
-        background=[lease.run_forever, runner.run_forever] if probes else [],
+        # The lease is taken whenever probing is on, even with no probe configured:
+        # `prober` in /health says which replica probes.
+        background=[
+            *([lease.run_forever] if settings.probes_enabled else []),
+            *([runner.run_forever] if probes else []),
+        ],
         shutdown=[close],
         health=health,
     )
