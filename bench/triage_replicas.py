@@ -27,10 +27,10 @@ from pathlib import Path
 import httpx
 from redis import Redis
 
+from bench.triage_storm import _payloads as storm_alerts
 from services.triage.store import Keys
 from shared.cluster import LocalCluster, ServiceProcess, wait_until
 from shared.embedded_redis import free_port
-from shared.events import AlertRaised, Level
 from shared.streams import ALERTS, SEVERITY
 
 __all__ = ["main"]
@@ -38,22 +38,6 @@ __all__ = ["main"]
 _CHUNK = 1000
 _CONFLICTS = re.compile(r"^jarvis_triage_commit_conflicts_total (\S+)$", re.M)
 _TARGET = 0.05  # conflicts per alert with 2 replicas
-
-
-def _payloads(fingerprints: int, rounds: int) -> list[str]:
-    levels = (Level.LOW, Level.MEDIUM, Level.HIGH)
-    return [
-        AlertRaised(
-            fingerprint=f"bench-fp-{k}",
-            service=f"bench-svc-{k}",
-            check="load",
-            summary="queue depth above threshold",
-            impact=levels[r % 3],
-            urgency=Level.LOW,
-        ).to_json()
-        for r in range(rounds)
-        for k in range(fingerprints)
-    ]
 
 
 def _drained(redis: Redis) -> bool:
@@ -121,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fingerprints", type=int, default=3_000)
     args = parser.parse_args(argv)
     rounds = max(1, args.alerts // args.fingerprints)
-    payloads = _payloads(args.fingerprints, rounds)
+    # Fingerprint k of service k, round r with severity r % 3: the storm's alerts.
+    payloads = storm_alerts(rounds * args.fingerprints, args.fingerprints, args.fingerprints)
     alerts = len(payloads)
     with (
         tempfile.TemporaryDirectory(prefix="jarvis-bench-") as tmp,
