@@ -373,9 +373,7 @@ def scale_test(
     found: dict[str, Placement] = {}
     while time.monotonic() < deadline:
         found = where_recorded(recorder, since, sender.run)
-        if all(s in found and found[s].alert_entries for s in wanted) and (
-            found["scale-both"].alert_entries >= len(senders)
-        ):
+        if all(s in found and found[s].alert_entries for s in wanted):
             break
         time.sleep(1)
     missing = [s for s in wanted if s not in found]
@@ -391,8 +389,8 @@ def scale_test(
         "scale: containers " + ", ".join(f"{svc} {n}" for svc, n in running.items()),
         f"scale: detectors at {', '.join(urls)}; prober lease held by {holding[0]} ({lease})",
         f"scale: an alert to each detector and one to both at once → incident "
-        f"{next(iter(incidents))}; the one sent to both recorded "
-        f"{found['scale-both'].alert_entries} times, its incident opened once",
+        f"{next(iter(incidents))}, opened once; the one sent to both is on its timeline "
+        f"{found['scale-both'].alert_entries} time(s) (a repeat that changes nothing is not)",
     ]
 
 
