@@ -370,28 +370,43 @@ def scale_test(
         raise ProofError(f"scale: the detectors answered {statuses}: {[s.notes for s in senders]}")
     wanted = ["scale-both", *(f"scale-{n}" for n in range(len(senders)))]
     deadline = time.monotonic() + timeout
-    found: dict[str, Placement] = {}
+    reached: dict[str, set[str]] = {}
     while time.monotonic() < deadline:
-        found = where_recorded(recorder, since, sender.run)
-        if all(s in found and found[s].alert_entries for s in wanted):
+        reached = decided(recorder, since, sender.run, wanted)
+        if all(reached.get(s) for s in wanted):
             break
         time.sleep(1)
-    missing = [s for s in wanted if s not in found]
+    missing = [s for s in wanted if not reached.get(s)]
     if missing:
-        raise ProofError(f"scale: alerts that never reached an incident: {missing}")
-    incidents = {i for s in wanted for i in found[s].incidents}
-    if len(incidents) != 1 or len(found["scale-both"].incidents) != 1:
+        raise ProofError(f"scale: alerts triage never put in an incident: {missing}")
+    incidents = {i for s in wanted for i in reached[s]}
+    if len(incidents) != 1:
         raise ProofError(f"scale: the alerts are in several incidents: {incidents}")
     opened = opened_for(recorder, since, sender.run, fingerprint_of(sender.run, "scale-both"))
     if opened > 1:
         raise ProofError(f"scale: the incident of the alert sent to both was opened {opened} times")
+    raw = where_recorded(recorder, since, sender.run).get("scale-both")
     return [
         "scale: containers " + ", ".join(f"{svc} {n}" for svc, n in running.items()),
         f"scale: detectors at {', '.join(urls)}; prober lease held by {holding[0]} ({lease})",
         f"scale: an alert to each detector and one to both at once → incident "
-        f"{next(iter(incidents))}, opened once; the one sent to both is on its timeline "
-        f"{found['scale-both'].alert_entries} time(s) (a repeat that changes nothing is not)",
+        f"{next(iter(incidents))} (triage's events for each), opened once; the raw alert sent "
+        f"to both is on that timeline {raw.alert_entries if raw else 0} time(s)",
     ]
+
+
+def decided(recorder: str, since: str, run: str, seqs: list[str]) -> dict[str, set[str]]:
+    """proof_seq → the incidents whose timeline holds triage's decision on the alert (the
+    SeverityAssigned it opened or the AlertCorrelated it joined with) or the alert itself."""
+    wanted = {fingerprint_of(run, seq): seq for seq in seqs}
+    found: dict[str, set[str]] = {}
+    for incident_id, entries in timelines(recorder, since).items():
+        for entry in entries:
+            event = entry.get("event") or {}
+            seq = wanted.get(str(event.get("fingerprint") or "")) or seq_of(event, run)
+            if seq in seqs:
+                found.setdefault(seq, set()).add(incident_id)
+    return found
 
 
 def opened_for(recorder: str, since: str, run: str, fingerprint: str) -> int:
