@@ -11,7 +11,10 @@
 #   4. trust and smoke test: requests without the token, plain HTTP and Redis clients
 #      without a password are refused; an Alertmanager webhook produces an incident with a
 #      timeline;
-#   5. kill service containers while alerts flow, let them be restarted, and show that
+#   5. scaled out (`--scale detector=2 --scale triage=3 --scale escalator=2`): alerts posted
+#      to either detector flow, exactly one detector holds the prober lease, and an alert
+#      posted to both at once is in one incident, opened once;
+#   6. kill service containers while alerts flow, let them be restarted, and show that
 #      every accepted alert is in exactly one incident's timeline.
 # Idempotent, bounded in time, tears down what it started. Run as root on Debian 12:
 #   scripts/compose-proof.sh            (log: var/compose-proof/proof.log)
@@ -32,11 +35,14 @@ APP_IMAGE=${JARVIS_PROOF_APP_IMAGE:-jarvis-responder:proof}
 PORT_BASE=${JARVIS_PROOF_PORT_BASE:-16300}
 REDIS_PORT=$((PORT_BASE + 79))
 POSTGRES_PORT=$((PORT_BASE + 32))
-DETECTOR_PORT=$((PORT_BASE + 1))
-TRIAGE_PORT=$((PORT_BASE + 2))
-REMEDIATOR_PORT=$((PORT_BASE + 3))
-ESCALATOR_PORT=$((PORT_BASE + 4))
-RECORDER_PORT=$((PORT_BASE + 5))
+# Replicas of detector, triage and escalator take the next free ports of a span of 10.
+DETECTOR_PORT=$((PORT_BASE + 10))
+TRIAGE_PORT=$((PORT_BASE + 20))
+REMEDIATOR_PORT=$((PORT_BASE + 30))
+ESCALATOR_PORT=$((PORT_BASE + 40))
+RECORDER_PORT=$((PORT_BASE + 50))
+# Replicas (issue 16): the scale-out the proof runs with.
+SCALE=(--scale detector=2 --scale triage=3 --scale escalator=2)
 
 mkdir -p "$WORK"
 rm -f "$WORK/dockerd.pid"
@@ -213,8 +219,18 @@ JARVIS_HOSTNET_TRIAGE_PORT=$TRIAGE_PORT
 JARVIS_HOSTNET_REMEDIATOR_PORT=$REMEDIATOR_PORT
 JARVIS_HOSTNET_ESCALATOR_PORT=$ESCALATOR_PORT
 JARVIS_HOSTNET_RECORDER_PORT=$RECORDER_PORT
-# The proof is about the pipeline: no probes of a Jarvis stack that is not there.
-JARVIS_DETECTOR__PROBES_ENABLED=false
+# The proof is about the pipeline: no probes of a Jarvis stack that is not there; probing
+# stays on, so the detector replicas elect their prober (the lease) as in production.
+JARVIS_DETECTOR__PROBES_ENABLED=true
+JARVIS_DETECTOR__BACKEND__ENABLED=false
+JARVIS_DETECTOR__OLLAMA__ENABLED=false
+JARVIS_DETECTOR__POSTGRES__ENABLED=false
+JARVIS_DETECTOR__REDIS__ENABLED=false
+JARVIS_DETECTOR__DOCKER__ENABLED=false
+JARVIS_DETECTOR__LOGS__ENABLED=false
+JARVIS_DETECTOR__HOST__ENABLED=false
+JARVIS_DETECTOR__PROMETHEUS__ENABLED=false
+JARVIS_DETECTOR__GRAFANA__ENABLED=false
 # Entries a killed consumer held are retried after 2 s instead of 15 s.
 JARVIS_CONSUMER__RECLAIM_IDLE_MS=2000
 EOF
@@ -239,8 +255,9 @@ PY
 }
 
 ports_free() {
-  python3 - "$REDIS_PORT" "$POSTGRES_PORT" "$DETECTOR_PORT" "$TRIAGE_PORT" "$REMEDIATOR_PORT" \
-    "$ESCALATOR_PORT" "$RECORDER_PORT" <<'PY'
+  python3 - "$REDIS_PORT" "$POSTGRES_PORT" "$REMEDIATOR_PORT" "$RECORDER_PORT" \
+    $(seq "$DETECTOR_PORT" $((DETECTOR_PORT + 9))) $(seq "$TRIAGE_PORT" $((TRIAGE_PORT + 9))) \
+    $(seq "$ESCALATOR_PORT" $((ESCALATOR_PORT + 9))) <<'PY'
 import socket, sys
 busy = []
 for port in map(int, sys.argv[1:]):
@@ -259,7 +276,7 @@ PY
 stack_down() { compose down -v --remove-orphans; }
 
 stack_up() {
-  timeout 300 "${COMPOSE[@]}" up -d --no-build
+  timeout 300 "${COMPOSE[@]}" up -d --no-build "${SCALE[@]}"
   timeout 180 python3 "$ROOT/scripts/compose_proof_checks.py" wait-healthy --project "$PROJECT"
 }
 
@@ -270,6 +287,7 @@ checks() {
     --project "$PROJECT" \
     --compose "${COMPOSE[*]}" \
     --detector "https://127.0.0.1:$DETECTOR_PORT" \
+    --scale "${SCALE[*]}" \
     --recorder "https://127.0.0.1:$RECORDER_PORT" \
     --token "$(env_value JARVIS_API_TOKEN)" \
     --cafile "$WORK/tls/cert.pem" \
@@ -293,7 +311,8 @@ COMPOSE+=(-f "$WORK/compose.base.yml" -f "$ROOT/deploy/compose.hostnet.yml")
 log "compose: ${COMPOSE[*]}"
 step "leftovers of an earlier run removed" stack_down
 step "loopback ports $PORT_BASE+ free" ports_free
+log "scale: ${SCALE[*]}"
 STACK_UP=1
-step "compose stack up and healthy (host networking)" stack_up
-step "smoke test and restart test" checks
+step "compose stack up, scaled out (${SCALE[*]}), healthy (host networking)" stack_up
+step "smoke test, scale-out test and restart test" checks
 cat "$WORK/summary.txt" | tee -a "$LOG"

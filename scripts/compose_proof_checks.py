@@ -5,6 +5,10 @@
 refused, plain HTTP gets no answer, Redis refuses a client without a password and a service
 user outside its streams;
 (1) smoke test: one Alertmanager webhook → an incident with a timeline in the recorder;
+(1b) scale-out (issue 16), with the stack up as `--scale detector=2 --scale triage=3
+--scale escalator=2`: as many containers run; exactly one detector holds the prober lease
+(its /health says `prober`, the lease key names its term); alerts posted to either detector
+flow, and one posted to both at once ends in one incident, which was opened once;
 (2) restart test: alerts keep flowing while the recorder crashes (its process is SIGKILLed, the
 restart policy brings it back) and triage is `docker kill`ed (compose starts it again); then
 every alert the detector accepted is in exactly one incident's timeline, once.
@@ -312,6 +316,115 @@ def smoke(sender: Sender, recorder: str, since: str, timeout: float, strict: boo
     return lines
 
 
+def detector_replicas(detector: str, span: int = 10) -> list[str]:
+    """The detectors answering on the ports of the first one's span (host networking: each
+    replica serves on the first free port of its span)."""
+    parts = urllib.parse.urlsplit(detector)
+    found = []
+    for port in range(parts.port or 443, (parts.port or 443) + span):
+        url = f"{parts.scheme}://{parts.hostname}:{port}"
+        try:
+            status, _ = http("GET", url + "/health", timeout=3)
+        except OSError:
+            continue
+        if status in (200, 503):
+            found.append(url)
+    return found
+
+
+def scale_test(
+    sender: Sender, project: str, scale: dict[str, int], recorder: str, since: str, timeout: float
+) -> list[str]:
+    running = {svc: len(containers(project, svc)) for svc in scale}
+    if running != scale:
+        raise ProofError(f"scale: containers per service {running}, expected {scale}")
+    urls = detector_replicas(sender.detector)
+    if len(urls) != scale.get("detector", 1):
+        raise ProofError(f"scale: detectors answering {urls}, expected {scale.get('detector')}")
+
+    def probers() -> list[str]:
+        return [u for u in urls if http("GET", u + "/health")[1]["services"]["detector"]["prober"]]
+
+    deadline = time.monotonic() + 30
+    while len(holding := probers()) != 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    if len(holding) != 1:
+        raise ProofError(f"scale: detectors holding the prober lease: {holding}, expected one")
+    lease = redis_cli(project, "GET", "jarvis:detector:prober")
+    if ":" not in lease:
+        raise ProofError(f"scale: no prober lease in Redis: {lease}")
+    # One alert to each detector, and one to both at once (one fingerprint, two events).
+    senders = [Sender(url, sender.run, sender.mode) for url in urls]
+    statuses: list[int] = []
+    both = [
+        threading.Thread(target=lambda s=s: statuses.append(s.send(["scale-both"])))
+        for s in senders
+    ]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(30)
+    for n, one in enumerate(senders):
+        statuses.append(one.send([f"scale-{n}"]))
+    if not all(200 <= st < 300 for st in statuses):
+        raise ProofError(f"scale: the detectors answered {statuses}: {[s.notes for s in senders]}")
+    wanted = ["scale-both", *(f"scale-{n}" for n in range(len(senders)))]
+    deadline = time.monotonic() + timeout
+    reached: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        reached = decided(recorder, since, sender.run, wanted)
+        if all(reached.get(s) for s in wanted):
+            break
+        time.sleep(1)
+    missing = [s for s in wanted if not reached.get(s)]
+    if missing:
+        raise ProofError(f"scale: alerts triage never put in an incident: {missing}")
+    incidents = {i for s in wanted for i in reached[s]}
+    if len(incidents) != 1:
+        raise ProofError(f"scale: the alerts are in several incidents: {incidents}")
+    opened = opened_for(recorder, since, sender.run, fingerprint_of(sender.run, "scale-both"))
+    if opened > 1:
+        raise ProofError(f"scale: the incident of the alert sent to both was opened {opened} times")
+    raw = where_recorded(recorder, since, sender.run).get("scale-both")
+    return [
+        "scale: containers " + ", ".join(f"{svc} {n}" for svc, n in running.items()),
+        f"scale: detectors at {', '.join(urls)}; prober lease held by {holding[0]} ({lease})",
+        f"scale: an alert to each detector and one to both at once → incident "
+        f"{next(iter(incidents))} (triage's events for each), opened once; the raw alert sent "
+        f"to both is on that timeline {raw.alert_entries if raw else 0} time(s)",
+    ]
+
+
+def decided(recorder: str, since: str, run: str, seqs: list[str]) -> dict[str, set[str]]:
+    """proof_seq → the incidents whose timeline holds triage's decision on the alert (the
+    SeverityAssigned it opened or the AlertCorrelated it joined with) or the alert itself."""
+    wanted = {fingerprint_of(run, seq): seq for seq in seqs}
+    found: dict[str, set[str]] = {}
+    for incident_id, entries in timelines(recorder, since).items():
+        for entry in entries:
+            event = entry.get("event") or {}
+            seq = wanted.get(str(event.get("fingerprint") or "")) or seq_of(event, run)
+            if seq in seqs:
+                found.setdefault(seq, set()).add(incident_id)
+    return found
+
+
+def opened_for(recorder: str, since: str, run: str, fingerprint: str) -> int:
+    """How many SeverityAssigned opened an incident (previous_severity null) for `fingerprint`
+    in the run's incidents."""
+    seen = set()
+    for entries in timelines(recorder, since).values():
+        for entry in entries:
+            event = entry.get("event") or {}
+            if (
+                event.get("event_type") == "SeverityAssigned"
+                and event.get("previous_severity") is None
+                and event.get("fingerprint") == fingerprint
+            ):
+                seen.add(event.get("event_id"))
+    return len(seen)
+
+
 def crash(container: str) -> None:
     """SIGKILL the container's main process from the host, as an OOM kill or crash would."""
     pid = int(docker("inspect", "-f", "{{.State.Pid}}", container))
@@ -327,6 +440,7 @@ def restart_test(
     recorder: str,
     since: str,
     *,
+    scale: dict[str, int],
     batches: int,
     batch_size: int,
     timeout: float,
@@ -339,6 +453,8 @@ def restart_test(
     triage_c = containers(project, "triage")[0]
     before = {c: state(c) for c in (recorder_c, triage_c)}
 
+    triage_n = scale.get("triage", 1)
+
     def disrupt() -> None:
         time.sleep(batches * 0.1 / 4)
         crash(recorder_c)
@@ -348,7 +464,7 @@ def restart_test(
         events.append("triage container `docker kill`ed")
         time.sleep(1.0)
         subprocess.run(
-            [*compose, "up", "-d", "--no-build", "triage"],
+            [*compose, "up", "-d", "--no-build", "--scale", f"triage={triage_n}", "triage"],
             check=True,
             capture_output=True,
             timeout=120,
@@ -487,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--detector", required=True)
     run.add_argument("--recorder", required=True)
     run.add_argument("--summary", required=True)
+    run.add_argument(
+        "--scale", default="", help="the stack's --scale flags, e.g. '--scale triage=3'"
+    )
     run.add_argument("--token", default="", help="JARVIS_API_TOKEN of the stack")
     run.add_argument("--cafile", help="the CA (or self-signed certificate) of its HTTPS")
     run.add_argument("--redis-admin-password", default="", help="Redis user admin's")
@@ -513,6 +632,14 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         lines += smoke(sender, args.recorder, since, timeout=60, strict=not args.lenient)
         lines.append(f"smoke test took {time.monotonic() - started:.1f} s")
+        scale = {
+            svc: int(n)
+            for svc, n in (f.split("=") for f in shlex.split(args.scale) if f != "--scale")
+        }
+        if scale:
+            started = time.monotonic()
+            lines += scale_test(sender, args.project, scale, args.recorder, since, timeout=90)
+            lines.append(f"scale-out test took {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         lines += restart_test(
             sender,
@@ -520,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             shlex.split(args.compose),
             args.recorder,
             since,
+            scale=scale,
             batches=args.batches,
             batch_size=args.batch_size,
             timeout=180,

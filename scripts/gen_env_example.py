@@ -102,17 +102,25 @@ COMPOSE_VARIABLES: tuple[Variable, ...] = (
         "JARVIS_HOSTNET_POSTGRES_PORT", "16432", "deploy/compose.hostnet.yml: PostgreSQL's port."
     ),
     Variable(
-        "JARVIS_HOSTNET_DETECTOR_PORT", "16301", "deploy/compose.hostnet.yml: detector's port."
-    ),
-    Variable("JARVIS_HOSTNET_TRIAGE_PORT", "16302", "deploy/compose.hostnet.yml: triage's port."),
-    Variable(
-        "JARVIS_HOSTNET_REMEDIATOR_PORT", "16303", "deploy/compose.hostnet.yml: remediator's port."
+        "JARVIS_HOSTNET_DETECTOR_PORT",
+        "16310",
+        "deploy/compose.hostnet.yml: detector's port (replicas: the next free of 10).",
     ),
     Variable(
-        "JARVIS_HOSTNET_ESCALATOR_PORT", "16304", "deploy/compose.hostnet.yml: escalator's port."
+        "JARVIS_HOSTNET_TRIAGE_PORT",
+        "16320",
+        "deploy/compose.hostnet.yml: triage's port (replicas: the next free of 10).",
     ),
     Variable(
-        "JARVIS_HOSTNET_RECORDER_PORT", "16305", "deploy/compose.hostnet.yml: recorder's port."
+        "JARVIS_HOSTNET_REMEDIATOR_PORT", "16330", "deploy/compose.hostnet.yml: remediator's port."
+    ),
+    Variable(
+        "JARVIS_HOSTNET_ESCALATOR_PORT",
+        "16340",
+        "deploy/compose.hostnet.yml: escalator's port (replicas: the next free of 10).",
+    ),
+    Variable(
+        "JARVIS_HOSTNET_RECORDER_PORT", "16350", "deploy/compose.hostnet.yml: recorder's port."
     ),
 )
 

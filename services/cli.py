@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -69,6 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bind_first_free(host: str, port: int, span: int) -> socket.socket:
+    """A listening socket on the first port of `port` … `port + span - 1` that no
+    other process holds (replicas of one service on the host's network each get one)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    for candidate in range(port, port + span):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+            # Listening is what makes a port this process's (two sockets with SO_REUSEADDR
+            # may both bind one port; only one may listen on it).
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    raise OSError(f"no free port in {port}-{port + span - 1} on {host}")
+
+
 def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> int:
     embedded: EmbeddedRedis | None = None
     location = settings.redis_location
@@ -113,7 +133,15 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
         # keep it out of the collector's full passes, which would otherwise pause the
         # event loop for tens of milliseconds in the middle of an alert storm.
         gc.freeze()
-        uvicorn.Server(config).run()
+        sockets = None
+        if settings.http_port_span > 1:
+            sock = bind_first_free(settings.http_host, settings.http_port, settings.http_port_span)
+            port = sock.getsockname()[1]
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            (settings.data_dir / "http.port").write_text(f"{port}\n")
+            log.warning("serving on port %d (first free of the span)", port)
+            sockets = [sock]
+        uvicorn.Server(config).run(sockets=sockets)
     finally:
         if embedded:
             embedded.stop()

@@ -26,9 +26,16 @@ def _target() -> tuple[int, bool, str | None]:
         from shared.settings import load_settings
 
         s = load_settings()
-        return s.http_port, s.http_tls_certfile is not None, s.api_token
+        port = s.http_port
+        if s.http_port_span > 1:
+            port = int((s.data_dir / "http.port").read_text())
+        return port, s.http_tls_certfile is not None, s.api_token
     env = os.environ
     port = int(env.get("JARVIS_HTTP_PORT") or 10300)
+    if int(env.get("JARVIS_HTTP_PORT_SPAN") or 1) > 1:  # the port this replica got
+        port_file = os.path.join(env.get("JARVIS_DATA_DIR") or "var", "http.port")
+        with open(port_file) as f:
+            port = int(f.read())
     return port, bool(env.get("JARVIS_HTTP_TLS_CERTFILE")), env.get("JARVIS_API_TOKEN") or None
 
 

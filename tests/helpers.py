@@ -105,3 +105,12 @@ async def recorded(runtime: Runtime, client: httpx.AsyncClient, *events: Event) 
         return True
 
     await eventually(stored)
+
+
+async def rival_triage_commit(redis: Redis, versions: dict[str, str]) -> None:
+    """What another triage replica's commit does to a version this one read: stamps it
+    anew (services.triage.store), so this one's conditional commit really fails."""
+    from services.triage.store import Keys
+
+    field = next(iter(versions))
+    await redis.hset(Keys.VERSIONS, field, await redis.incr(Keys.SEQUENCE))

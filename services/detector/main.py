@@ -11,6 +11,7 @@ from services.detector import probes_docker as dk
 from services.detector.budget import ServiceBudget
 from services.detector.external import from_grafana_api, from_prometheus_api
 from services.detector.heartbeat import HeartbeatProbe, HeartbeatStore
+from services.detector.lease import ProberLease
 from services.detector.probes import Probe, Schedule
 from services.detector.probes_http import (
     AlertPoller,
@@ -154,9 +155,16 @@ def build(runtime: Runtime) -> Service:
         follow_redirects=False,
     )
     probes = build_probes(runtime, client) if settings.probes_enabled else []
+    # Replicas elect one prober (lease.py); ingest stays active-active.
+    lease = ProberLease(
+        runtime.redis,
+        runtime.instance,
+        settings.prober_lease_ttl_s or settings.probe_interval_s,
+        runtime.alert_admission.seal,
+    )
 
     async def publish(alerts: list[AlertRaised]) -> None:
-        await bus.publish_many(alerts)
+        await runner.publish_fenced(alerts)
         ALERTS_INGESTED.labels("probe").inc(len(alerts))
 
     runner = ProbeRunner(
@@ -165,6 +173,7 @@ def build(runtime: Runtime) -> Service:
         runtime.clock,
         retry_interval_s=settings.retry_interval_s,
         renotify_s=settings.renotify_s,
+        lease=lease,
     )
 
     async def health() -> dict[str, Any]:
@@ -176,9 +185,17 @@ def build(runtime: Runtime) -> Service:
             for key, check in entry["checks"].items()
             if check["firing"]
         )
-        return {"status": "ok", "firing": failing, "probes": report}
+        return {
+            "status": "ok",
+            "prober": lease.is_prober,  # this replica holds the prober lease and probes
+            "prober_epoch": lease.epoch,
+            "firing": failing,
+            "probes": report,
+        }
 
     async def close() -> None:
+        if settings.probes_enabled:
+            await lease.release()
         await client.aclose()
         for probe in probes:
             closer = getattr(probe, "close", None)
@@ -195,7 +212,12 @@ def build(runtime: Runtime) -> Service:
             runtime.access,
             ServiceBudget(runtime.redis, runtime.settings),
         ),
-        background=[runner.run_forever] if probes else [],
+        # The lease is taken whenever probing is on, even with no probe configured:
+        # `prober` in /health says which replica probes.
+        background=[
+            *([lease.run_forever] if settings.probes_enabled else []),
+            *([runner.run_forever] if probes else []),
+        ],
         shutdown=[close],
         health=health,
     )

@@ -99,6 +99,17 @@ class ProbeTracker:
         self._notified_at: datetime | None = None
 
     @property
+    def notified_at(self) -> datetime | None:
+        """When the firing alert was last published."""
+        return self._notified_at
+
+    def restore(self, notified_at: datetime, failing_since: datetime) -> None:
+        """Firing, as another prober left it (it published the alert at `notified_at`)."""
+        self.firing = True
+        self._notified_at = notified_at
+        self.failing_since = failing_since
+
+    @property
     def unconfirmed(self) -> bool:
         """A failure or recovery is under way but not confirmed yet (worth a quick re-check)."""
         if self.firing:

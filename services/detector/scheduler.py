@@ -10,6 +10,7 @@ interval later, so damping costs seconds, not intervals.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import zlib
@@ -20,6 +21,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.detector.lease import NotProber, ProberLease
 from services.detector.probes import Outcome, PolledAlerts, Probe, ProbeResult, ProbeTracker
 from shared.clock import Clock
 from shared.events import AlertRaised
@@ -74,6 +76,7 @@ class ProbeRunner:
         *,
         retry_interval_s: float,
         renotify_s: float,
+        lease: ProberLease | None = None,
     ) -> None:
         self.probes = list(probes)
         self._publish = publish
@@ -84,9 +87,46 @@ class ProbeRunner:
         self.polled: dict[str, PolledAlerts] = {}
         self._state: dict[str, _State] = {p.name: _State() for p in self.probes}
         self._outbox: list[AlertRaised] = []
+        # With a lease: the term probed under, the probe state to store with the alerts
+        # (field → value, "" removes it), what a new term restored of its predecessors'.
+        self._lease = lease
+        self.term: str | None = None
+        self._term_lock = asyncio.Lock()
+        self.state_outbox: dict[str, str] = {}
+        self._restored: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     async def run_forever(self) -> None:
         await asyncio.gather(*(self._loop(p) for p in self.probes))
+
+    async def _await_term(self) -> None:
+        """Until this replica is the prober; a new term starts from the stored state."""
+        assert self._lease is not None
+        term = await self._lease.wait()
+        if term == self.term:
+            return
+        async with self._term_lock:
+            if term != self.term:
+                self.restore(await self._lease.state())
+                self.term = term
+
+    def restore(self, state: dict[str, str]) -> None:
+        """Start over from the probe state stored by the probers before (`lease.py`): what
+        fires stays firing (it is not announced again); unconfirmed counts start at zero."""
+        self.trackers.clear()
+        self.polled.clear()
+        self._outbox.clear()
+        self.state_outbox.clear()
+        self._restored.clear()
+        for raw in state.values():
+            entry = json.loads(raw)
+            if entry["kind"] == "condition":
+                self._restored[(entry["probe"], entry["service"], entry["check"])] = entry
+            else:
+                polled = self.polled.setdefault(entry["probe"], PolledAlerts(self._renotify_s))
+                polled.active[entry["fingerprint"]] = (
+                    AlertRaised.model_validate_json(entry["alert"]),
+                    datetime.fromisoformat(entry["notified_at"]),
+                )
 
     async def _loop(self, probe: Probe) -> None:
         loop = asyncio.get_running_loop()
@@ -95,6 +135,8 @@ class ProbeRunner:
         next_at = loop.time() + phase
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if self._lease is not None:
+                await self._await_term()  # a standby waits here; a new prober probes at once
             started = loop.time()
             unconfirmed = await self.run_once(probe)
             delay = self._retry_s if unconfirmed and self._retry_s < interval else interval
@@ -108,6 +150,9 @@ class ProbeRunner:
             pending, self._outbox = [*self._outbox, *alerts], []
             try:
                 await self._publish(pending)
+            except NotProber as exc:  # the next prober probes anew: its alerts, not ours
+                log.warning("dropping %d alerts: %s", len(pending), exc)
+                self.state_outbox.clear()
             except Exception as exc:  # Redis away: keep them, the next run tries again
                 log.warning("publishing %d alerts failed, will retry: %s", len(pending), exc)
                 self._outbox = pending + self._outbox
@@ -155,18 +200,84 @@ class ProbeRunner:
                     resolve_after=probe.schedule.resolve_after,
                     renotify_s=self._renotify_s,
                 )
+                if (restored := self._restored.pop(key, None)) is not None:
+                    tracker.restore(
+                        datetime.fromisoformat(restored["notified_at"]),
+                        datetime.fromisoformat(restored["failing_since"]),
+                    )
             alert = tracker.observe(result, now)
             if alert is not None:
                 alerts.append(alert)
+                self._remember_condition(key, tracker)
             PROBE_UP.labels(*key).set(1 if result.ok else 0)
             PROBE_FIRING.labels(*key).set(1 if tracker.firing else 0)
             if result.value is not None:
                 PROBE_VALUE.labels(*key).set(result.value)
         if outcome.firing is not None:
             polled = self.polled.setdefault(probe.name, PolledAlerts(self._renotify_s))
+            before = dict(polled.active)
             alerts.extend(polled.observe(outcome.firing, now))
+            self._remember_polled(probe.name, before, polled.active)
             POLLED_FIRING.labels(probe.name).set(len(polled.active))
         return alerts
+
+    def _remember_condition(self, key: tuple[str, str, str], tracker: ProbeTracker) -> None:
+        """The state a next prober needs of a condition that changed (fired, resolved,
+        re-notified), stored with its alert."""
+        if self._lease is None:
+            return
+        field = json.dumps(["condition", *key])
+        if not tracker.firing or tracker.notified_at is None:
+            self.state_outbox[field] = ""
+            return
+        probe, service, check = key
+        self.state_outbox[field] = json.dumps(
+            {
+                "kind": "condition",
+                "probe": probe,
+                "service": service,
+                "check": check,
+                "notified_at": tracker.notified_at.isoformat(),
+                "failing_since": (tracker.failing_since or tracker.notified_at).isoformat(),
+            }
+        )
+
+    def _remember_polled(
+        self,
+        probe: str,
+        before: dict[str, tuple[AlertRaised, datetime]],
+        after: dict[str, tuple[AlertRaised, datetime]],
+    ) -> None:
+        if self._lease is None:
+            return
+        for fingerprint in before.keys() - after.keys():
+            self.state_outbox[json.dumps(["polled", probe, fingerprint])] = ""
+        for fingerprint, (alert, notified_at) in after.items():
+            if before.get(fingerprint, (None, None))[1] != notified_at:
+                self.state_outbox[json.dumps(["polled", probe, fingerprint])] = json.dumps(
+                    {
+                        "kind": "polled",
+                        "probe": probe,
+                        "fingerprint": fingerprint,
+                        "alert": alert.to_json(),
+                        "notified_at": notified_at.isoformat(),
+                    }
+                )
+
+    async def publish_fenced(self, alerts: list[AlertRaised]) -> None:
+        """Publish through the lease, with the probe state gathered since the last publish
+        (`NotProber` when this replica's term is over)."""
+        assert self._lease is not None
+        if self.term is None:
+            raise NotProber("no prober term")
+        changes, self.state_outbox = self.state_outbox, {}
+        try:
+            await self._lease.publish(self.term, alerts, changes)
+        except NotProber:
+            raise
+        except Exception:
+            self.state_outbox = {**changes, **self.state_outbox}  # with the alerts kept
+            raise
 
     def health(self) -> dict[str, Any]:
         """Each probe's last run and each condition's last result."""

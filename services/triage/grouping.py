@@ -106,6 +106,7 @@ class Change:
     reopened: bool = False
     quiet: bool = False  # every alert is resolved now: the quiet period starts
     root_cause_changed: bool = False
+    new_service: bool = False  # the slot's service was not in the incident before
 
 
 def root_cause(services: Sequence[str], policy: GroupingPolicy) -> str:
@@ -184,7 +185,7 @@ def on_firing(
         data_loss=alert.data_loss,
         security=alert.security,
     )
-    return Change(incident, slot, opened=True, assigned=verdict.reason)
+    return Change(incident, slot, opened=True, assigned=verdict.reason, new_service=True)
 
 
 def _join(
@@ -251,6 +252,7 @@ def _join(
         assigned=assigned,
         reopened=inc.status is Status.QUIET,
         root_cause_changed=new.root_cause != inc.root_cause,
+        new_service=services is not inc.services,
     )
 
 

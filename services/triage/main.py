@@ -41,7 +41,7 @@ from services.triage.outbox import (
 )
 from services.triage.silencing import Silenced, Silencing
 from services.triage.stale import StaleIncidents
-from services.triage.store import AlertQuery, Batch, Keys, TriageStore
+from services.triage.store import AlertQuery, Batch, Keys, TriageStore, Version
 from shared.consumer import Retryable
 from shared.events import (
     ActionCompleted,
@@ -169,7 +169,7 @@ class Triage:
                 write(batch)
             snap.apply(alert.event_id, alert.fingerprint, change, now)
         write_incidents(batch, snap.changed())
-        return await self.store.commit(snap.version, batch)
+        return await self.store.commit(snap.versions, batch)
 
     def _silenced(
         self,
@@ -248,7 +248,8 @@ class Triage:
             return  # an operator's own action: not part of a playbook
 
         async def attempt() -> bool:
-            version, (raw_run,) = await self.store.read(Keys.run(done.incident_id or ""))
+            iid = done.incident_id or ""
+            versions, (raw_run,) = await self.store.read([Version.incident(iid)], Keys.run(iid))
             if raw_run is None:
                 return True
             run = pb.Run.from_json(raw_run)
@@ -260,6 +261,7 @@ class Triage:
             if step is None:
                 return True
             batch = self.store.batch()
+            batch.stamp(Version.incident(run.incident_id))
             if step.request_next:
                 request = pb.request_for(step.run, spec, self.settings.containers)
                 write_step(batch, step.run, request, done.event_id)
@@ -267,7 +269,7 @@ class Triage:
                 batch.set(Keys.run(run.incident_id), step.run.to_json())
             if step.note:
                 write_note(batch, run.incident_id, step.note, done.action_id, done.outcome.value)
-            return await self.store.commit(version, batch)
+            return await self.store.commit(versions, batch)
 
         await self.until_committed(attempt)
 
@@ -319,8 +321,8 @@ class Triage:
         announce: Callable[[Incident], IncidentResolved] | None,
         unschedule_stale: bool = False,
     ) -> bool:
-        version, (raw_inc, raw_run) = await self.store.read(
-            Keys.incident(incident_id), Keys.run(incident_id)
+        versions, (raw_inc, raw_run) = await self.store.read(
+            [Version.incident(incident_id)], Keys.incident(incident_id), Keys.run(incident_id)
         )
         inc = Incident.from_json(raw_inc) if raw_inc else None
         new = decide(inc) if inc else None
@@ -332,11 +334,11 @@ class Triage:
             # stays only while the incident is still quiet (the re-fire removed it).
             if inc is None or inc.quiet_since is None:
                 batch.zrem(Keys.QUIET, incident_id)
-            return await self.store.commit(version, batch)
+            return await self.store.commit(versions, batch)
         run = pb.Run.from_json(raw_run) if raw_run else None
         fingerprints = await self.store.fingerprints(incident_id)
         write_resolution(batch, new, fingerprints, run, announce(new) if announce else None)
-        return await self.store.commit(version, batch)
+        return await self.store.commit(versions, batch)
 
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", "open_incidents": await self.store.open_count()}

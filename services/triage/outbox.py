@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from services.triage.grouping import Change, Incident
 from services.triage.playbooks import Run, RunStatus, StepRequest
 from services.triage.rules import response_due
-from services.triage.store import DONE_TTL_S, RESOLVED_TTL_S, Batch, Keys
+from services.triage.store import RESOLVED_TTL_S, Batch, Keys, Version
 from shared.events import (
     ActionRequested,
     AlertCorrelated,
@@ -49,6 +49,9 @@ def write_alert_change(
     """State, timers and events of an alert that changed an incident. The incident itself
     is written once per batch by `write_incidents`, whatever number of alerts changed it."""
     inc = change.incident
+    batch.stamp(Version.fingerprint(alert.fingerprint), Version.incident(inc.id))
+    if change.new_service:  # the service's set of open incidents gains this one
+        batch.stamp(Version.service(change.slot.service))
     batch.hset(Keys.slots(inc.id), alert.fingerprint, change.slot.to_json())
     batch.set(Keys.fingerprint(alert.fingerprint), inc.id)
     batch.sadd(Keys.service(change.slot.service), inc.id)
@@ -59,7 +62,7 @@ def write_alert_change(
         batch.zrem(Keys.QUIET, inc.id)
     if alert.status is AlertStatus.FIRING:
         batch.hset(Keys.LAST_SEEN, inc.id, repr(now.timestamp()))
-    batch.set(Keys.done(alert.event_id), inc.id, DONE_TTL_S)
+    batch.mark_done(alert.event_id, inc.id)
     if change.assigned is not None:
         batch.publish(_assigned(alert, change))
     if change.joined is not None:
@@ -114,6 +117,7 @@ def _assigned(alert: AlertRaised, change: Change) -> SeverityAssigned:
 
 def write_step(batch: Batch, run: Run, request: StepRequest, causation_id: str) -> None:
     """Store the run and request its current step."""
+    batch.stamp(Version.incident(run.incident_id))
     batch.set(Keys.run(run.incident_id), run.to_json())
     batch.publish(
         ActionRequested(
@@ -170,7 +174,11 @@ def write_resolution(
     run: Run | None,
     event: IncidentResolved | None,
 ) -> None:
-    """Close an incident: fingerprints free for new incidents, timers and playbook stopped."""
+    """Close an incident: fingerprints free for new incidents, timers and playbook stopped.
+    The versions of the incident and its fingerprints are forgotten with them; the services'
+    sets of open incidents lose it."""
+    batch.forget(Version.incident(resolved.id), *(Version.fingerprint(fp) for fp in fingerprints))
+    batch.stamp(*(Version.service(service) for service in resolved.services))
     batch.set(Keys.incident(resolved.id), resolved.to_json(), RESOLVED_TTL_S)
     batch.delete(Keys.slots(resolved.id), *(Keys.fingerprint(fp) for fp in fingerprints))
     for service in resolved.services:

@@ -24,7 +24,7 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from services.triage.outbox import GROUP, derived_id
-from services.triage.store import DONE_TTL_S, Batch, Keys
+from services.triage.store import Batch, Keys, Version
 from shared.bus import DATA_FIELD, SEAL_FIELD, as_text
 from shared.events import AlertRaised, AlertSilenced
 from shared.silence_store import SilenceWatch
@@ -103,7 +103,8 @@ class Silencing:
         """Record a new alert a silence covers, instead of opening an incident; returns
         what is remembered of it."""
         silence_id, window = found
-        batch.set(Keys.done(alert.event_id), f"silenced:{silence_id}", DONE_TTL_S)
+        batch.stamp(Version.fingerprint(alert.fingerprint))
+        batch.mark_done(alert.event_id, f"silenced:{silence_id}")
         if known is not None and (known.silence_id, known.window) == found:
             return known  # said already for this window: a repeat costs nothing more
         entry = Silenced(silence_id, window, alert.model_copy(update={"service": service}))
@@ -129,6 +130,7 @@ class Silencing:
     def recovered(batch: Batch, alert: AlertRaised, known: Silenced | None) -> None:
         """A silenced alert resolved: nothing to bring back when the window ends."""
         if known is not None:
+            batch.stamp(Version.fingerprint(alert.fingerprint))
             batch.hdel(SILENCED, alert.fingerprint)
 
     async def release_due(self, now: datetime) -> int:

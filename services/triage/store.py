@@ -1,26 +1,47 @@
 """Triage's state in Redis, read and written atomically (the port behind the decisions).
 
-Every change is optimistic and serialisable: a read script returns the state together with
-a version number; the decision is made in Python (pure); a commit script applies the writes
-*and appends the resulting events to their streams* only if the version is unchanged, then
-bumps it. So two replicas never both open an incident for one fingerprint or both request
-one playbook step, and an event is published exactly when its state change is stored
-(a transactional outbox: a crash between the two cannot happen).
+Every change is optimistic and serialisable, conditional only on what it read: a read
+script returns the state together with the *versions* of what it read; the decision is
+made in Python (pure); a commit script applies the writes *and appends the resulting
+events to their streams* only if none of those versions changed, then stamps the versions
+of what it wrote. So two replicas never both open an incident for one fingerprint or both
+request one playbook step, and an event is published exactly when its state change is
+stored (a transactional outbox: a crash between the two cannot happen). Replicas handling
+unrelated fingerprints never conflict: nothing either reads is written by the other.
+
+Versions (hash `versions`, a field per thing, the value a stamp from the `sequence`
+counter, so a version that is forgotten and written again never repeats an old one):
+
+* `f:<fingerprint>`: the fingerprint's mapping, its slot, and whether its alerts were
+  applied; read by every alert of it, stamped by every alert of it that writes anything;
+* `i:<incident>`: the incident's document, last-seen time, timers and playbook run; read by
+  an alert mapped to it, by a new fingerprint for which it is a candidate, by the playbook
+  and the resolution; stamped by every change to it;
+* `s:<service>`: the open incidents the service is in (`svc:<service>`, the candidates of a
+  new fingerprint of it or of a related service); read by a new fingerprint that looks up
+  candidates, stamped when an incident opens with the service or the service joins one, and
+  when the incident resolves. Two new fingerprints of related services therefore conflict
+  (one of them must see the other's incident); unrelated ones do not.
+
+A resolution forgets the incident's and its fingerprints' versions (they would otherwise
+grow with every fingerprint ever seen); a commit also requires the `done:` marker of every
+alert it applies to be absent, so an alert is applied once even across a forgotten version.
 
 A repeat of an alert that is already firing changes nothing and costs its share of a read.
 
 Alerts are read and committed a batch at a time: one read of everything the batch needs,
-decisions made alert by alert on the state the previous ones left (`Snapshot`), one commit.
-If another replica committed in between, the batch is split and retried.
+decisions made alert by alert on the state the previous ones left (`Snapshot`), one commit
+conditional on the union of what the batch read. If another replica committed one of those
+in between, the batch is split and retried (counted by `jarvis_triage_commit_conflicts_total`).
 
-Keys (prefix `jarvis:triage:`): `version`; `incident:<id>` (JSON, without its alerts);
-`slots:<id>` (hash fingerprint → the fingerprint's latest word, JSON); `fp:<fingerprint>` →
-the open incident; `svc:<service>` (set of the open incidents the service is in: the
-candidates a new fingerprint of it or of a related service may join); `open` (set of open
-incident ids); `last-seen` (hash id → epoch s of the last firing alert); `quiet` (sorted
-set id → when its quiet period ends); `run:<id>` (the playbook run, JSON);
-`done:<event_id>` (an alert already applied); `drills` (hash service → the DrillStarted
-whose incident is still to open: the next incident of that service is the drill's).
+Keys (prefix `jarvis:triage:`): `versions`, `sequence` (above); `incident:<id>` (JSON,
+without its alerts); `slots:<id>` (hash fingerprint → the fingerprint's latest word, JSON);
+`fp:<fingerprint>` → the open incident; `svc:<service>` (set of the open incidents the
+service is in); `open` (set of open incident ids); `last-seen` (hash id → epoch s of the
+last firing alert); `quiet` (sorted set id → when its quiet period ends); `run:<id>` (the
+playbook run, JSON); `done:<event_id>` (an alert already applied); `drills` (hash service →
+the DrillStarted whose incident is still to open: the next incident of that service is the
+drill's).
 """
 
 from __future__ import annotations
@@ -30,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from services.triage.grouping import AlertSlot, Change, Incident, Mapped
@@ -38,15 +60,34 @@ from shared.bus import DATA_FIELD, as_text
 from shared.events import Event
 from shared.streams import stream_for
 
-__all__ = ["AlertQuery", "AlertRead", "Batch", "Keys", "Snapshot", "TriageStore"]
+__all__ = [
+    "CONFLICTS",
+    "AlertQuery",
+    "AlertRead",
+    "Batch",
+    "Keys",
+    "Snapshot",
+    "TriageStore",
+    "Version",
+    "Versions",
+]
 
 DONE_TTL_S = 7 * 24 * 3600
 RESOLVED_TTL_S = 7 * 24 * 3600
 
+CONFLICTS = Counter(
+    "jarvis_triage_commit_conflicts_total",
+    "Triage commits refused because something they read changed (another replica's commit); "
+    "each is retried on a fresh read.",
+)
+
+Versions = dict[str, str]  # version field → the version read (see the module's docstring)
+
 
 class Keys:
     PREFIX = "jarvis:triage:"
-    VERSION = PREFIX + "version"
+    VERSIONS = PREFIX + "versions"
+    SEQUENCE = PREFIX + "sequence"
     OPEN = PREFIX + "open"
     LAST_SEEN = PREFIX + "last-seen"
     QUIET = PREFIX + "quiet"
@@ -77,16 +118,35 @@ class Keys:
         return f"{Keys.PREFIX}done:{event_id}"
 
 
-# KEYS: version. ARGV: now (epoch s), number of alerts, then for each alert: event id,
+class Version:
+    """The fields of the `versions` hash."""
+
+    @staticmethod
+    def fingerprint(fingerprint: str) -> str:
+        return "f:" + fingerprint
+
+    @staticmethod
+    def incident(incident_id: str) -> str:
+        return "i:" + incident_id
+
+    @staticmethod
+    def service(service: str) -> str:
+        return "s:" + service
+
+
+# KEYS: versions. ARGV: now (epoch s), number of alerts, then for each alert: event id,
 # fingerprint, firing ("1"/"0"), how many related services follow, the related services.
-# Returns {version, per alert {done} or {0, incident id, slot json, {candidate ids}},
-# {id, incident json, last seen, run json, ...} for every incident named, {service, drill
-# json, ...} of the drills waiting for their incident}. A firing alert
-# of a mapped fingerprint refreshes its incident's last-seen time.
+# Returns {per alert {done} or {0, incident id, slot json, {candidate ids}, fingerprint's
+# version}, {id, incident json, last seen, run json, version, ...} for every incident
+# named, {service, drill json, ...} of the drills waiting for their incident, {service,
+# version, ...} of the services whose candidates were read}. A firing alert of a mapped
+# fingerprint refreshes its incident's last-seen time.
 _READ_ALERTS = f"""
-local version = redis.call('GET', KEYS[1]) or '0'
 local now, count = ARGV[1], tonumber(ARGV[2])
-local alerts, named, order = {{}}, {{}}, {{}}
+local alerts, named, order, services = {{}}, {{}}, {{}}, {{}}
+local function version(field)
+  return redis.call('HGET', KEYS[1], field) or '0'
+end
 local function name(id)
   if not named[id] then
     named[id] = true
@@ -101,24 +161,28 @@ for a = 1, count do
   if redis.call('EXISTS', '{Keys.PREFIX}done:' .. event_id) == 1 then
     alerts[a] = {{1}}
   else
+    local fv = version('f:' .. fp)
     local id = redis.call('GET', '{Keys.PREFIX}fp:' .. fp)
     if id then
       if firing == '1' then
         redis.call('HSET', '{Keys.LAST_SEEN}', id, now)
       end
       name(id)
-      alerts[a] = {{0, id, redis.call('HGET', '{Keys.PREFIX}slots:' .. id, fp) or false, {{}}}}
+      alerts[a] = {{0, id, redis.call('HGET', '{Keys.PREFIX}slots:' .. id, fp) or false, {{}}, fv}}
     else
       local candidates = {{}}
       if firing == '1' then
         for r = first, first + nrel - 1 do
+          if services[ARGV[r]] == nil then
+            services[ARGV[r]] = version('s:' .. ARGV[r])
+          end
           for _, open_id in ipairs(redis.call('SMEMBERS', '{Keys.PREFIX}svc:' .. ARGV[r])) do
             candidates[#candidates + 1] = open_id
             name(open_id)
           end
         end
       end
-      alerts[a] = {{0, false, false, candidates}}
+      alerts[a] = {{0, false, false, candidates, fv}}
     end
   end
 end
@@ -128,28 +192,55 @@ for _, id in ipairs(order) do
   incidents[#incidents + 1] = redis.call('GET', '{Keys.PREFIX}incident:' .. id) or false
   incidents[#incidents + 1] = redis.call('HGET', '{Keys.LAST_SEEN}', id) or '0'
   incidents[#incidents + 1] = redis.call('GET', '{Keys.PREFIX}run:' .. id) or false
+  incidents[#incidents + 1] = version('i:' .. id)
 end
-return {{version, alerts, incidents, redis.call('HGETALL', '{Keys.DRILLS}')}}
+local read = {{}}
+for service, v in pairs(services) do
+  read[#read + 1] = service
+  read[#read + 1] = v
+end
+return {{alerts, incidents, redis.call('HGETALL', '{Keys.DRILLS}'), read}}
 """
 
-# KEYS: version, then keys to GET. Returns {version, value...}.
+# KEYS: versions, then keys to GET. ARGV: version fields. Returns {versions, values}.
 _READ = """
-local out = {redis.call('GET', KEYS[1]) or '0'}
-for i = 2, #KEYS do
-  out[i] = redis.call('GET', KEYS[i]) or false
+local versions, values = {}, {}
+for i = 1, #ARGV do
+  versions[i] = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
 end
-return out
+for i = 2, #KEYS do
+  values[i - 1] = redis.call('GET', KEYS[i]) or false
+end
+return {versions, values}
 """
 
-# KEYS: version. ARGV: expected version, JSON list of commands. All or nothing.
+# KEYS: versions, sequence. ARGV: JSON [[field, version read]..., keys that must not exist,
+# fields to stamp, fields to forget, commands]. All or nothing: applied only when every
+# version read is unchanged and no key that must be absent exists; then the written
+# fields get one new stamp from the sequence.
 _COMMIT = """
-local version = redis.call('GET', KEYS[1]) or '0'
-if version ~= ARGV[1] then
-  return 0
+local spec = cjson.decode(ARGV[1])
+for _, read in ipairs(spec[1]) do
+  if (redis.call('HGET', KEYS[1], read[1]) or '0') ~= read[2] then
+    return 0
+  end
 end
-redis.call('INCR', KEYS[1])
-for _, command in ipairs(cjson.decode(ARGV[2])) do
+for _, key in ipairs(spec[2]) do
+  if redis.call('EXISTS', key) == 1 then
+    return 0
+  end
+end
+for _, command in ipairs(spec[5]) do
   redis.call(unpack(command))
+end
+if #spec[3] > 0 then
+  local stamp = redis.call('INCR', KEYS[2])
+  for _, written in ipairs(spec[3]) do
+    redis.call('HSET', KEYS[1], written, stamp)
+  end
+end
+for _, forgotten in ipairs(spec[4]) do
+  redis.call('HDEL', KEYS[1], forgotten)
 end
 return 1
 """
@@ -175,11 +266,11 @@ class AlertRead:
 
 @dataclass
 class Snapshot:
-    """The state a batch of alerts was read at (one version), plus what the batch itself
-    has decided so far: each alert is decided on the state its predecessors left, and the
-    whole batch commits on the version read, or not at all."""
+    """The state a batch of alerts was read at (with the versions of all it read), plus
+    what the batch itself has decided so far: each alert is decided on the state its
+    predecessors left, and the whole batch commits on the versions read, or not at all."""
 
-    version: str
+    versions: Versions
     reads: list[AlertRead]
     incidents: dict[str, Incident]
     last_seen: dict[str, datetime]
@@ -225,9 +316,29 @@ class Snapshot:
 
 @dataclass
 class Batch:
-    """The writes and events of one commit, in order."""
+    """The writes and events of one commit, in order, with the versions they change."""
 
     commands: list[list[str]] = field(default_factory=list)
+    stamped: dict[str, None] = field(default_factory=dict)  # version fields written
+    forgotten: dict[str, None] = field(default_factory=dict)  # version fields removed
+    absent: list[str] = field(default_factory=list)  # keys that must not exist yet
+
+    def stamp(self, *fields: str) -> None:
+        """These versions change with this commit (see the module's docstring)."""
+        for f in fields:
+            self.stamped[f] = None
+
+    def forget(self, *fields: str) -> None:
+        """Nothing is left that these versions describe: remove them."""
+        for f in fields:
+            self.stamped.pop(f, None)
+            self.forgotten[f] = None
+
+    def mark_done(self, event_id: str, value: str) -> None:
+        """The alert is applied by this commit, which fails if it was already."""
+        key = Keys.done(event_id)
+        self.absent.append(key)
+        self.set(key, value, DONE_TTL_S)
 
     def set(self, key: str, value: str, ttl_s: int | None = None) -> None:
         self.commands.append(
@@ -271,29 +382,37 @@ class TriageStore:
         return Batch()
 
     async def read_alerts(self, queries: Sequence[AlertQuery], now: datetime) -> Snapshot:
-        """Everything deciding `queries` needs, read at one version (one round trip)."""
+        """Everything deciding `queries` needs, with the versions of what was read (one
+        round trip, one instant)."""
         args: list[str] = [repr(now.timestamp()), str(len(queries))]
         for q in queries:
             args += [q.event_id, q.fingerprint, "1" if q.firing else "0", str(len(q.related))]
             args += q.related
-        version, alerts, named, drills = await self._read_alerts(keys=[Keys.VERSION], args=args)
-        reads = [
-            AlertRead(True)
-            if int(a[0])
-            else AlertRead(
-                False,
-                as_text(a[1]) if a[1] else None,
-                AlertSlot.from_json(a[2]) if a[2] else None,
-                tuple(as_text(c) for c in a[3]),
+        alerts, named, drills, services = await self._read_alerts(keys=[Keys.VERSIONS], args=args)
+        versions: Versions = {}
+        reads: list[AlertRead] = []
+        for q, a in zip(queries, alerts, strict=True):
+            if int(a[0]):
+                reads.append(AlertRead(True))
+                continue
+            versions[Version.fingerprint(q.fingerprint)] = as_text(a[4])
+            reads.append(
+                AlertRead(
+                    False,
+                    as_text(a[1]) if a[1] else None,
+                    AlertSlot.from_json(a[2]) if a[2] else None,
+                    tuple(as_text(c) for c in a[3]),
+                )
             )
-            for a in alerts
-        ]
-        snapshot = Snapshot(as_text(version), reads, {}, {}, {})
+        snapshot = Snapshot(versions, reads, {}, {}, {})
         for i in range(0, len(drills), 2):
             snapshot.drills[as_text(drills[i])] = as_text(drills[i + 1])
-        for i in range(0, len(named), 4):
+        for i in range(0, len(services), 2):
+            versions[Version.service(as_text(services[i]))] = as_text(services[i + 1])
+        for i in range(0, len(named), 5):
             incident_id = as_text(named[i])
             doc, seen, run = named[i + 1], named[i + 2], named[i + 3]
+            versions[Version.incident(incident_id)] = as_text(named[i + 4])
             if doc:
                 snapshot.incidents[incident_id] = Incident.from_json(doc)
                 snapshot.last_seen[incident_id] = datetime.fromtimestamp(float(as_text(seen)), UTC)
@@ -301,21 +420,35 @@ class TriageStore:
                 snapshot.runs[incident_id] = Run.from_json(run)
         return snapshot
 
-    async def read(self, *keys: str) -> tuple[str, list[bytes | None]]:
-        """The version and the values of `keys`, read at one instant."""
-        res = await self._read(keys=[Keys.VERSION, *keys])
-        return as_text(res[0]), [v if v else None for v in res[1:]]
+    async def read(self, fields: Sequence[str], *keys: str) -> tuple[Versions, list[bytes | None]]:
+        """The versions `fields` and the values of `keys`, read at one instant."""
+        versions, values = await self._read(keys=[Keys.VERSIONS, *keys], args=list(fields))
+        return (
+            {f: as_text(v) for f, v in zip(fields, versions, strict=True)},
+            [v if v else None for v in values],
+        )
 
-    async def commit(self, version: str, batch: Batch) -> bool:
-        """Apply the batch if nothing changed since `version` was read."""
+    async def commit(self, versions: Versions, batch: Batch) -> bool:
+        """Apply the batch if nothing it was decided on changed since `versions` were read."""
         if not batch.commands:
             return True
-        payload = json.dumps(batch.commands, separators=(",", ":"))
-        return bool(int(await self._commit(keys=[Keys.VERSION], args=[version, payload])))
+        spec = [
+            [[f, v] for f, v in versions.items()],
+            batch.absent,
+            list(batch.stamped),
+            list(batch.forgotten),
+            batch.commands,
+        ]
+        payload = json.dumps(spec, separators=(",", ":"))
+        keys = [Keys.VERSIONS, Keys.SEQUENCE]
+        if int(await self._commit(keys=keys, args=[payload])):
+            return True
+        CONFLICTS.inc()
+        return False
 
     async def fingerprints(self, incident_id: str) -> list[str]:
-        """The fingerprints that joined an incident. Read apart from a version: every change
-        to them bumps the version that the caller's commit is conditional on."""
+        """The fingerprints that joined an incident. Read apart from its version: every
+        change to them stamps the incident's version, which the caller's commit reads."""
         return [as_text(fp) for fp in await self._redis.hkeys(Keys.slots(incident_id))]
 
     async def due_quiet(self, now: datetime, limit: int = 100) -> Sequence[str]:

@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=10300, ge=0, le=65535, description="Port of the HTTP server.")
+    http_port_span: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Replicas sharing one network (host networking): serve on the first free "
+        "port of http_port … http_port + span - 1, written to <data_dir>/http.port.",
+    )
     data_dir: Path = Field(default=Path("var"), description="Embedded Redis, SQLite, artifacts.")
     embedded_redis_port: int = Field(
         default=10379, ge=0, le=65535, description="Port of the embedded Redis (0: any free)."

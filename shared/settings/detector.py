@@ -197,6 +197,12 @@ class DetectorSettings(BaseModel):
     probe_interval_s: float = Field(default=5.0, gt=0, description="Seconds between probes.")
     probe_timeout_s: float = Field(default=2.0, gt=0, description="Timeout of one probe.")
     probes_enabled: bool = Field(default=True, description="Run the probe loop.")
+    prober_lease_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="TTL of the Redis lease that elects the one replica that probes "
+        "(renewed every third of it; failover within 4/3 of it); unset: probe_interval_s.",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
     fire_after: int = Field(default=2, ge=1, description="Failures in a row before firing.")
     resolve_after: int = Field(default=2, ge=1, description="Successes in a row to resolve.")

@@ -19,7 +19,7 @@ from shared.events import AlertRaised, AlertStatus, Event, Level
 from shared.keys import Signer
 from shared.settings import Settings
 from shared.streams import ACTIONS_REQUESTED, INCIDENTS, SEVERITY
-from tests.helpers import read_stream
+from tests.helpers import read_stream, rival_triage_commit
 
 pytestmark = pytest.mark.integration
 # Alerts put back after a silence are sealed as the detector's (shared.envelope).
@@ -66,7 +66,7 @@ async def _outcome(redis: Redis) -> dict[str, Any]:
     for raw in sorted(await redis.keys(Keys.PREFIX + "*")):
         key = raw.decode()
         kind = (await redis.type(key)).decode()
-        if key == Keys.VERSION:
+        if key in (Keys.VERSIONS, Keys.SEQUENCE):
             continue  # how many commits it took is exactly what differs
         if kind == "set":
             out[key] = sorted(await redis.smembers(key))
@@ -127,12 +127,12 @@ async def test_a_batch_that_loses_a_race_is_split_and_still_applied_once(
     commit = store.commit
     lost: list[int] = []
 
-    async def racing_commit(version: str, batch: Any) -> bool:
+    async def racing_commit(versions: dict[str, str], batch: Any) -> bool:
         # Another replica commits before each of our first three commits.
         if len(lost) < 3:
             lost.append(len(batch.commands))
-            await redis.incr(Keys.VERSION)
-        return await commit(version, batch)
+            await rival_triage_commit(redis, versions)
+        return await commit(versions, batch)
 
     store.commit = racing_commit  # type: ignore[method-assign]
     events = [_alert(n, f"svc-{n % 3}", f"fp-{n}") for n in range(1, 9)]

@@ -10,11 +10,11 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from services.triage import main as triage
-from services.triage.store import Batch, Keys, TriageStore
+from services.triage.store import Batch, TriageStore, Versions
 from shared.events import AlertRaised
 from shared.settings import Settings
 from shared.streams import ALERTS, DEAD_LETTER, SEVERITY
-from tests.helpers import eventually, read_stream, running, stream_id
+from tests.helpers import eventually, read_stream, rival_triage_commit, running, stream_id
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +33,13 @@ async def test_an_alert_that_loses_every_race_for_a_while_is_retried_not_dead_le
     real_commit = TriageStore.commit
     rival_commits = {"n": 0}
 
-    async def commit_after_a_rival(self: TriageStore, version: str, batch: Batch) -> bool:
+    async def commit_after_a_rival(self: TriageStore, versions: Versions, batch: Batch) -> bool:
         # Another replica commits between triage's read and its commit, again and again:
-        # a real write of the version, so the real conditional commit really fails.
+        # a real write of a version read, so the real conditional commit really fails.
         if rival_commits["n"] < LOST_RACES:
             rival_commits["n"] += 1
-            await redis.incr(Keys.VERSION)
-        return await real_commit(self, version, batch)
+            await rival_triage_commit(redis, versions)
+        return await real_commit(self, versions, batch)
 
     monkeypatch.setattr(TriageStore, "commit", commit_after_a_rival)
     settings = make_settings(consumer={"max_deliveries": 1, "reclaim_idle_ms": 200})

@@ -204,3 +204,38 @@ def test_every_service_can_serve_tls_from_the_mounted_folder(compose: dict[str, 
     for name in APP_SERVICES:
         volumes = compose["services"][name]["volumes"]
         assert any(str(v).endswith(":/run/jarvis-ir/tls:ro") for v in volumes), name
+
+
+def test_hostnet_replicas_each_get_a_port_of_their_service_span(hostnet: dict[str, Any]) -> None:
+    """Issue 16: the compose proof scales detector=2 triage=3 escalator=2 on the host's
+    network; each replica serves on the first free port of its service's span."""
+    spans = {}
+    for name in APP_SERVICES:
+        env = hostnet["services"][name]["environment"]
+        port = int(_defaults(env["JARVIS_HTTP_PORT"]))
+        spans[name] = range(port, port + int(env.get("JARVIS_HTTP_PORT_SPAN", "1")))
+    assert {name: len(span) >= 3 for name, span in spans.items()} == {
+        name: name in ("detector", "triage", "escalator") for name in APP_SERVICES
+    }
+    every = [port for span in spans.values() for port in span]
+    assert len(every) == len(set(every))  # no two services share a port
+
+
+def test_replicas_of_one_span_bind_different_ports_and_report_them() -> None:
+    import socket
+
+    from services.cli import bind_first_free
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]  # taken: the first replica skips it
+        first = bind_first_free("127.0.0.1", base, 3)
+        second = bind_first_free("127.0.0.1", base, 3)
+        try:
+            ports = [first.getsockname()[1], second.getsockname()[1]]
+            assert ports == [base + 1, base + 2]
+            with pytest.raises(OSError, match="no free port"):
+                bind_first_free("127.0.0.1", base, 1)
+        finally:
+            first.close()
+            second.close()
