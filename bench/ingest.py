@@ -235,11 +235,7 @@ def report(phases: list[Phase]) -> list[str]:
     return lines
 
 
-async def run(args: argparse.Namespace) -> int:
-    binary = shutil.which(args.alertmanager) or args.alertmanager
-    if not Path(binary).exists():
-        print(f"Alertmanager not found at {binary}: apt-get install prometheus-alertmanager")
-        return 1
+async def run(args: argparse.Namespace, binary: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-ingest-"))
     run_id = uuid.uuid4().hex[:8]
     try:
@@ -288,7 +284,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per phase")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100], help="alerts/request")
     parser.add_argument("--alertmanager", default=ALERTMANAGER, help="Alertmanager binary")
-    return asyncio.run(run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    binary = shutil.which(args.alertmanager) or args.alertmanager
+    if not Path(binary).exists():
+        print(f"Alertmanager not found at {binary}: apt-get install prometheus-alertmanager")
+        return 1
+    return asyncio.run(run(args, binary))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.actions import Condition, OnFailure
+from shared.ids import new_event_id
 from shared.silences import Matcher, Recurrence
 
 __all__ = [
@@ -106,7 +107,7 @@ def utcnow() -> datetime:
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    return new_event_id()
 
 
 class Severity(StrEnum):
@@ -203,6 +204,11 @@ class Event(BaseModel):
     @model_validator(mode="after")
     def _no_nul(self) -> Event:
         for name, value in self.__dict__.items():
+            if isinstance(value, str):  # most fields: checked here, without a call
+                if "\x00" not in value:
+                    continue
+            elif not isinstance(value, dict | list | tuple):
+                continue  # numbers, times, enumerations, None: no text in them
             found = _nul_at(value, name)
             if found:
                 raise ValueError(f"{found}: a NUL character is not accepted")
@@ -236,12 +242,14 @@ class Event(BaseModel):
         return base
 
 
+# Built once: `json.dumps` with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def derive_fingerprint(source: str, service: str, check: str, labels: dict[str, str]) -> str:
     """A stable dedup key for an alert that brings none: source + service + check + labels."""
-    canonical = json.dumps(
-        {"source": source, "service": service, "check": check, "labels": labels},
-        sort_keys=True,
-        separators=(",", ":"),
+    canonical = _CANONICAL.encode(
+        {"source": source, "service": service, "check": check, "labels": labels}
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
