@@ -66,6 +66,9 @@ __all__ = [
 # tabs and line breaks (an escape sequence or a NUL would forge terminal and log output).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NO_TEXT = frozenset({bool, int, float, datetime})
+_CONTAINERS = (dict, list, tuple)
 MAX_LABELS = 64
 MAX_LABEL_NAME = 128
 MAX_LABEL_VALUE = 1024
@@ -204,11 +207,13 @@ class Event(BaseModel):
     @model_validator(mode="after")
     def _no_nul(self) -> Event:
         for name, value in self.__dict__.items():
+            if value is None or value.__class__ in _NO_TEXT:
+                continue
             if isinstance(value, str):  # most fields: checked here, without a call
                 if "\x00" not in value:
                     continue
-            elif not isinstance(value, dict | list | tuple):
-                continue  # numbers, times, enumerations, None: no text in them
+            elif not isinstance(value, _CONTAINERS):
+                continue  # a nested model: checked by its own validators
             found = _nul_at(value, name)
             if found:
                 raise ValueError(f"{found}: a NUL character is not accepted")
@@ -222,6 +227,8 @@ class Event(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _uuid(cls, value: str) -> str:
+        if _CANONICAL_UUID.fullmatch(value):  # as str(uuid.UUID(value)) writes it already
+            return value
         try:
             return str(uuid.UUID(value))
         except ValueError as exc:
