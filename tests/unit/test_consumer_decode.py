@@ -92,7 +92,8 @@ def test_groups_of_one_process_share_one_decoding_of_an_entry() -> None:
     # Other bytes under the same id (a Redis that lost its data reused it): decoded anew.
     other = AlertRaised(service="other").to_json().encode()
     again = decode_entry({b"__data__": other}, ALERTS, "1700000000000-7")
-    assert isinstance(again, AlertRaised) and again.service == "other"
+    assert isinstance(again, AlertRaised)
+    assert again.service == "other"
     # An invalid entry is refused every time, by every group.
     for _ in range(2):
         with pytest.raises(InvalidEntry):
