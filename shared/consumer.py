@@ -35,6 +35,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from shared.bus import DATA_FIELD
 from shared.events import Event, parse_event
+from shared.ids import uuid5_text
 from shared.stream_group import ensure_group, id_ms
 from shared.streams import StreamSpec
 
@@ -109,7 +110,7 @@ class InvalidEntry(ValueError):
 
 def derived_event_id(stream: str, entry_id: str) -> str:
     """The event id of an entry that brings none: the same at every delivery of the entry."""
-    return str(uuid.uuid5(_ENTRY_NS, f"{stream}/{entry_id}"))
+    return uuid5_text(_ENTRY_NS, f"{stream}/{entry_id}")
 
 
 def decode_entry(

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.bus import DATA_FIELD, SEAL_FIELD
 from shared.events import AlertRaised, AlertSource, AlertStatus, Event
-from shared.ids import new_event_id
+from shared.ids import new_event_id, uuid5_text
 from shared.keys import Signer
 
 __all__ = [
@@ -66,7 +66,7 @@ def owned_event_id(integration: str, claimed: str | None) -> str:
     """The stored id of an alert: a fresh one, or the sender's id within its integration."""
     if not claimed:
         return new_event_id()
-    return str(uuid.uuid5(_NS, f"{integration}\n{claimed}"))
+    return uuid5_text(_NS, f"{integration}\n{claimed}")
 
 
 def owned_fingerprint(integration: str, fingerprint: str) -> str:

@@ -13,11 +13,13 @@ every id a valid UUID, distinct from the uuid5 ids of `shared.envelope`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
+import uuid
 
-__all__ = ["new_event_id"]
+__all__ = ["new_event_id", "uuid5_text"]
 
 _POOL_BYTES = 4096
 _HEX_PER_ID = 19  # 3 hex digits of rand_a, 1 for the variant's 2 bits, 15 of rand_b
@@ -53,3 +55,13 @@ def new_event_id() -> str:
     r = _random_hex()
     ms = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
     return f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
+
+
+def uuid5_text(namespace: uuid.UUID, name: str) -> str:
+    """`str(uuid.uuid5(namespace, name))`, the same text, without building UUID objects
+    (about a third of the time: several hot paths derive an id per event)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # variant (RFC 4122)
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

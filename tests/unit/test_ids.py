@@ -8,7 +8,7 @@ import uuid
 
 from shared.envelope import owned_event_id
 from shared.events import AlertRaised
-from shared.ids import new_event_id
+from shared.ids import new_event_id, uuid5_text
 
 
 def test_ids_are_uuid7_in_the_canonical_text_form() -> None:
@@ -56,3 +56,9 @@ def test_events_and_unclaimed_alerts_get_uuid7_claimed_ones_uuid5() -> None:
     assert uuid.UUID(AlertRaised(service="backend").event_id).version == 7
     assert uuid.UUID(owned_event_id("api", None)).version == 7
     assert uuid.UUID(owned_event_id("api", "their-id")).version == 5
+
+
+def test_uuid5_text_is_what_uuid5_writes() -> None:
+    namespace = uuid.UUID("5b0e6a8e-2f8c-4d61-9a43-7c1f0d2e9b57")
+    for name in ("", "jarvis:alerts/1-0", "ünïcode\n名前", "x" * 500):
+        assert uuid5_text(namespace, name) == str(uuid.uuid5(namespace, name))
