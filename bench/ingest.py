@@ -38,6 +38,7 @@ __all__ = ["ALERTMANAGER", "Alertmanager", "Phase", "main"]
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 IN_FLIGHT = 8
+Maker = Callable[[int, int], list[dict[str, Any]]]  # (first index, count) → request body
 # One receiver that sends nowhere: Alertmanager stores, dedups and groups, and notifies no one.
 _CONFIG = """\
 route:
@@ -187,7 +188,7 @@ async def drive(
 
 
 async def measure(
-    targets: dict[str, tuple[str, Callable[[int, int], list[dict[str, Any]]], list[int]]],
+    targets: dict[str, tuple[str, Maker, list[int]]],
     sizes: tuple[int, ...],
     seconds: float,
     warmup: float,
@@ -200,7 +201,7 @@ async def measure(
         for size in sizes:
             for name, (url, make, pids) in targets.items():
 
-                def body(first: int, make: Any = make, size: int = size) -> list[dict[str, Any]]:
+                def body(first: int, make: Maker = make, size: int = size) -> list[dict[str, Any]]:
                     return make(first, size)
 
                 _, _, index = await drive(client, url, body, size, warmup, index)
@@ -258,7 +259,7 @@ async def run(args: argparse.Namespace, binary: str) -> int:
             def theirs(first: int, size: int) -> list[dict[str, Any]]:
                 return [_theirs(run_id, i, stamp, ends) for i in range(first, first + size)]
 
-            targets = {
+            targets: dict[str, tuple[str, Maker, list[int]]] = {
                 "alertmanager": (f"{am.url}/api/v2/alerts", theirs, [am.pid]),
                 "jarvis": (
                     f"{detector.url}/api/v1/alerts",

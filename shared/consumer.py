@@ -130,16 +130,16 @@ def decode_entry(
     with the same `__data__` bytes. Invalid entries are not kept: each group refuses them.
     """
     raw = fields.get(_DATA)
+    if raw is None or entry_id is None:
+        return _decode(fields, spec, entry_id)
     cache_key = (spec.key, spec.events, entry_id)
-    if raw is not None and entry_id is not None:
-        known = _DECODED.get(cache_key)
-        if known is not None and known[0] == raw:
-            return known[1]
+    known = _DECODED.get(cache_key)
+    if known is not None and known[0] == raw:
+        return known[1]
     event = _decode(fields, spec, entry_id)
-    if raw is not None and entry_id is not None:
-        if len(_DECODED) >= _DECODED_MAX:
-            del _DECODED[next(iter(_DECODED))]  # the oldest
-        _DECODED[cache_key] = (raw, event)
+    if len(_DECODED) >= _DECODED_MAX:
+        del _DECODED[next(iter(_DECODED))]  # the oldest
+    _DECODED[cache_key] = (raw, event)
     return event
 
 

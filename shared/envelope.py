@@ -169,7 +169,7 @@ class AlertAdmission:
         if not isinstance(event, AlertRaised) or self.sealed(fields):
             return event
         claimed_at = event.occurred_at
-        times: dict[str, datetime] = {}
+        times: dict[str, Any] = {}
         if event.status is AlertStatus.RESOLVED:
             times["ends_at"] = event.ends_at or claimed_at
         else:
