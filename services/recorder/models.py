@@ -117,14 +117,6 @@ class AlertOccurrenceRow(Base):
             sqlite_where=text("is_current"),
             postgresql_where=text("is_current"),
         ),
-        # Current runs by incident scope (closing an incident's correlation runs).
-        Index(
-            "ix_alert_occurrences_current_scope",
-            "kind",
-            "scope",
-            sqlite_where=text("is_current"),
-            postgresql_where=text("is_current"),
-        ),
         Index("ix_alert_occurrences_first", "first_event_id"),
         _not_null_index("ix_alert_occurrences_incident", "incident_id"),
     )

@@ -198,6 +198,24 @@ async def test_a_refire_after_resolution_starts_a_new_run_for_the_new_incident(
     assert [r.count for r in await reader.occurrences(old)] == [1]
 
 
+async def test_resolution_closes_the_incidents_runs_it_did_not_read(store: TimelineStore) -> None:
+    """Closing an incident's runs stored before the resolution's batch: the raw alert runs
+    linked to it and its correlation runs (scope = incident), by the incident index alone
+    (issue 16 dropped the second statement, by scope)."""
+    incident = new_id()
+    first, second = alert(), alert("db")
+    await store.record_many([first, assigned(first, incident), second])
+    await store.record(correlated(second, incident))
+    async with store.sessions() as session:
+        current = select(func.count()).where(AlertOccurrenceRow.is_current.is_(True))
+        assert (await session.scalar(current)) == 3  # two raw runs, one correlation run
+    await store.record(resolved(incident))
+    async with store.sessions() as session:
+        assert (await session.scalar(current)) == 0
+    again = alert("db", fingerprint=second.fingerprint, minute=70)
+    assert await store.record(again) is Outcome.STORED  # a new story, not a repeat
+
+
 async def test_expired_dedup_ids_are_pruned(store: TimelineStore) -> None:
     first = alert()
     await store.record(first)
@@ -239,12 +257,10 @@ _PARTIAL_INDEXES = {
     "ix_alert_occurrences_incident": "SELECT id FROM alert_occurrences "
     "WHERE incident_id IN (:v, :w) AND is_current",
 }
-# Current runs: by fingerprint (a batch's runs), by kind and scope (closing an incident's).
+# Current runs by fingerprint (a batch's runs): one index of these random keys.
 _CURRENT_RUNS = {
     "ux_alert_occurrences_current": "SELECT id FROM alert_occurrences "
     "WHERE alert_occurrences.is_current AND fingerprint IN (:v, :w)",
-    "ix_alert_occurrences_current_scope": "SELECT id FROM alert_occurrences "
-    "WHERE alert_occurrences.is_current AND kind = 'AlertCorrelated' AND scope IN (:v, :w)",
 }
 
 
@@ -276,5 +292,10 @@ async def test_mostly_null_columns_have_partial_indexes_the_queries_use(
                     str(row[-1]) for row in await conn.execute(text(plan_of), {"v": "a", "w": "b"})
                 )
                 assert name in plan, (name, plan)
+            names = "SELECT name FROM sqlite_master WHERE tbl_name = :t AND type = 'index'"
+            if not sqlite:
+                names = "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+            runs = set((await conn.execute(text(names), {"t": "alert_occurrences"})).scalars())
+            assert "ix_alert_occurrences_current_fingerprint" not in runs  # the second one
     finally:
         await store.close()

@@ -6,8 +6,8 @@
   all compare the column to a value, or ask IS NOT NULL).
 * Current alert runs had two indexes keyed by the fingerprint (random: each new run dirtied
   a page of each): the unique one now leads with the fingerprint and serves the lookups by
-  fingerprint, and the closing of an incident's runs by scope gets a small index of its own
-  (few incidents, so few pages).
+  fingerprint. (It led with kind and scope for the closing of an incident's correlation
+  runs by scope; those are found by their incident_id, which equals their scope.)
 
 Revision ID: 0004
 Revises: 0003
@@ -52,14 +52,12 @@ def upgrade() -> None:
     op.drop_index("ix_alert_occurrences_current_fingerprint", table_name=_RUNS)
     op.drop_index("ux_alert_occurrences_current", table_name=_RUNS)
     _current_index("ux_alert_occurrences_current", ["fingerprint", "kind", "scope"], unique=True)
-    _current_index("ix_alert_occurrences_current_scope", ["kind", "scope"])
 
 
 def downgrade() -> None:
     for name, table, columns, _nullable in _PARTIAL:
         op.drop_index(name, table_name=table)
         op.create_index(name, table, columns)
-    op.drop_index("ix_alert_occurrences_current_scope", table_name=_RUNS)
     op.drop_index("ux_alert_occurrences_current", table_name=_RUNS)
     _current_index("ux_alert_occurrences_current", ["kind", "scope", "fingerprint"], unique=True)
     _current_index("ix_alert_occurrences_current_fingerprint", ["fingerprint"])
