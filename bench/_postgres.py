@@ -1,5 +1,5 @@
-"""Helpers of the benchmarks: a throw-away PostgreSQL cluster (fsync on), and the bytes
-processes wrote to storage.
+"""Helpers of the benchmarks: a throw-away PostgreSQL cluster (fsync on), the bytes
+processes wrote to storage, and stopping what a benchmark started.
 
 `ThrowawayPostgres` starts a cluster the way scripts/with-test-servers.sh does (initdb,
 trust on 127.0.0.1 only, as the `postgres` account when run as root), except that fsync
@@ -20,7 +20,19 @@ from pathlib import Path
 
 from shared.embedded_redis import free_port
 
-__all__ = ["ThrowawayPostgres", "descendants", "written_bytes"]
+__all__ = ["ThrowawayPostgres", "descendants", "stop", "written_bytes"]
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+    """SIGTERM a process the benchmark started and wait; SIGKILL it when it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def descendants(pid: int) -> list[int]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from bench._postgres import stop
 from bench.pipeline import cpu_seconds
 from shared.cluster import LocalCluster, wait_until
 from shared.embedded_redis import free_port
@@ -100,13 +101,7 @@ class Alertmanager:
         return (self.workdir / "alertmanager.log").read_text(errors="replace")[-2000:]
 
     def __exit__(self, *_: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout_s=10)
 
 
 def _ours(run: str, i: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 from redis.asyncio import Redis
 
-from bench._postgres import descendants
+from bench._postgres import descendants, stop
 from bench.pipeline import _alert, cpu_seconds, raw_ceiling, wait_drained
 from shared.cluster import jarvis_ir_command, wait_until
 from shared.embedded_redis import free_port
@@ -81,16 +81,6 @@ def _start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     return proc, url, redis_port
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-up-"))
     proc, _url, redis_port = _start(workdir)
@@ -110,7 +100,7 @@ async def run(args: argparse.Namespace) -> int:
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
         await redis.aclose()
     finally:
-        _stop(proc)
+        stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
     rate = args.alerts / elapsed
     print(f"\nraw Redis Streams ceiling (XADD+XREADGROUP+XACK, batches of 100): {ceiling:,.0f}/s")
