@@ -6,12 +6,14 @@ these machines are noisy and a bare number would mean little.
 
     python -m bench.pipeline            # full run (about 3 minutes)
     python -m bench.pipeline --quick    # smaller counts, for a smoke run
+    python -m bench.pipeline --postgres # the recorder on a throw-away PostgreSQL, fsync on
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -28,6 +30,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench._postgres import ThrowawayPostgres, written_bytes
 from services.recorder.models import IncidentRow
 from shared.cluster import LocalCluster
 
@@ -71,6 +74,11 @@ class CpuMeter:
 
     def start(self) -> None:
         self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def total_per_item(self, items: int) -> float:
+        """µs of CPU per item, every process together."""
+        used = sum(cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items())
+        return used / items * 1e6
 
     def per_item(self, items: int) -> str:
         used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
@@ -208,9 +216,25 @@ async def storm(
     return elapsed, int(incidents)
 
 
+async def recorded_entries(redis: Redis) -> int:
+    """Entries of the streams the recorder reads for the pipeline (alerts, severity,
+    incidents): their difference over a run is how many events it recorded."""
+    total = 0
+    for key in ("jarvis:alerts", "jarvis:severity", "jarvis:incidents"):
+        total += int(await redis.xlen(key))
+    return total
+
+
 async def run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(ThrowawayPostgres()) if args.postgres else None
+        return await _run(args, pg.url if pg else args.database_url, pg.pid if pg else None)
+
+
+async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int | None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-"))
-    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
+    kind = database_url.split("+", 1)[0].split(":", 1)[0]
     quick = args.quick
     with LocalCluster(workdir, database_url=database_url) as cluster:
         redis = Redis.from_url(cluster.redis_url)
@@ -229,9 +253,17 @@ async def run(args: argparse.Namespace) -> int:
         rows: list[tuple[str, str, str]] = []
 
         n = 2_000 if quick else 20_000
+
+        def written() -> int:
+            server = written_bytes(db_pid, tree=True) if db_pid else 0
+            return written_bytes(pids["recorder"]) + server
+
+        entries0, io0 = await recorded_entries(redis), written()
         meter.start()
         e2e, ingest = await throughput(detector.url, redis, n)
         cpu = meter.per_item(n)
+        cpu_total = meter.total_per_item(n)
+        io, entries = written() - io0, await recorded_entries(redis) - entries0
         rows.append(
             (
                 f"throughput, {n:,} unique alerts",
@@ -265,6 +297,18 @@ async def run(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:
         print(f"  {name:<{width}}  {value:<48}  {ratio}")
+    where = "the recorder" + (" + every PostgreSQL process" if db_pid else "")
+    print(
+        f"RESULT pipeline on {kind}: {e2e:,.0f} unique alerts/s end to end "
+        f"(= {e2e / ceiling:.3f} of the raw ceiling {ceiling:,.0f}/s); "
+        f"CPU {cpu_total:,.0f} µs/alert in all ({cpu}); p99 {p99:.1f} ms at {rate}/s; "
+        f"storm {elapsed:.1f} s, {incidents} incidents (expected {fps})"
+    )
+    print(
+        f"RESULT pipeline recorder writes on {kind} (throughput run, /proc write_bytes of "
+        f"{where}, no final checkpoint): {io / max(entries, 1):,.0f} B/event "
+        f"({entries:,} events recorded, {io / n:,.0f} B/alert)"
+    )
     return 0
 
 
@@ -272,6 +316,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--database-url", help="recorder database (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throw-away PostgreSQL cluster (fsync on)"
+    )
     return asyncio.run(run(parser.parse_args(argv)))
 
 

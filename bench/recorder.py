@@ -8,9 +8,15 @@ starts and the backlog is timed from the moment its consumer groups exist (after
 and migrations) until every entry is acknowledged. The figure stands beside the raw Redis
 Streams ceiling measured in the same run (`bench.pipeline.raw_ceiling`).
 
+It also counts the bytes written to storage per event, data and WAL: /proc/<pid>/io
+`write_bytes` of the recorder process (SQLite writes its WAL and checkpoints from there)
+and, with `--postgres`, of every process of the throw-away cluster (backends, WAL writer,
+checkpointer), from the start of the drain to the end of a final checkpoint.
+
     python -m bench.recorder                     # 100,000 events, SQLite in a temp dir
     python -m bench.recorder --quick             # 10,000 events
     python -m bench.recorder --database-url postgresql+asyncpg://…
+    python -m bench.recorder --postgres          # a throw-away PostgreSQL 15 cluster, fsync on
     python -m bench.recorder --profile out.txt   # py-spy record the recorder while it drains
 """
 
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -31,6 +39,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench._postgres import ThrowawayPostgres, written_bytes
 from bench.pipeline import cpu_seconds, raw_ceiling
 from services.recorder.models import EventRow, IncidentRow
 from shared.bus import EventBus
@@ -135,10 +144,15 @@ def _profiler(pid: int, output: str) -> subprocess.Popen[bytes]:
 
 
 async def drain(
-    redis: Redis, cluster: LocalCluster, profile: str | None, timeout_s: float
-) -> tuple[float, float]:
+    redis: Redis,
+    cluster: LocalCluster,
+    profile: str | None,
+    timeout_s: float,
+    database_pid: int | None = None,
+) -> tuple[float, float, int]:
     """Start the recorder, time the backlog from its groups' creation to the last ack;
-    returns (seconds, CPU cores used by the recorder over that time)."""
+    returns (seconds, CPU cores used by the recorder over that time, bytes the recorder
+    and the database server `database_pid` with its children wrote to storage)."""
     starting = asyncio.create_task(asyncio.to_thread(cluster.add, "recorder"))
     while await _recorder_state(redis) is None:
         if starting.done():
@@ -148,6 +162,12 @@ async def drain(
     # The groups exist, so the process does: measure its CPU from here on.
     pid = cluster.services["recorder"].pid
     cpu0 = cpu_seconds(pid)
+
+    def written() -> int:
+        server = written_bytes(database_pid, tree=True) if database_pid else 0
+        return written_bytes(pid) + server
+
+    io0 = written()
     spy = _profiler(pid, profile) if profile else None
     while not all(await _recorder_state(redis) or [False]):
         if time.perf_counter() - started > timeout_s:
@@ -155,11 +175,31 @@ async def drain(
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     cores = (cpu_seconds(pid) - cpu0) / elapsed
+    io = written() - io0
     await starting
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
         await asyncio.to_thread(spy.wait, 60)
-    return elapsed, cores
+    return elapsed, cores, io
+
+
+async def checkpoint(database_url: str, database_pid: int | None) -> int:
+    """Bytes written to make the database files whole: SQLite's WAL copied into the
+    database (by this process), PostgreSQL's dirty buffers flushed (by its checkpointer)."""
+    before = written_bytes(os.getpid()) + (
+        written_bytes(database_pid, tree=True) if database_pid else 0
+    )
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            await conn.exec_driver_sql("CHECKPOINT")
+    await engine.dispose()
+    after = written_bytes(os.getpid()) + (
+        written_bytes(database_pid, tree=True) if database_pid else 0
+    )
+    return after - before
 
 
 async def stored(database_url: str, incidents: list[str]) -> tuple[int, int]:
@@ -177,18 +217,26 @@ async def stored(database_url: str, incidents: list[str]) -> tuple[int, int]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(ThrowawayPostgres()) if args.postgres else None
+        return await _run(args, pg.url if pg else args.database_url, pg.pid if pg else None)
+
+
+async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int | None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="jarvis-bench-recorder-"))
-    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'recorder.sqlite3'}"
     count = args.events or (10_000 if args.quick else 100_000)
     events, incidents = triage_output(count // 2, uuid.uuid4().hex[:8])
     with LocalCluster(workdir, database_url=database_url) as cluster:
         redis = Redis.from_url(cluster.redis_url)
         ceiling = await raw_ceiling(redis, 20_000 if args.quick else 100_000)
         await fill(redis, events, workdir)
-        elapsed, cores = await drain(redis, cluster, args.profile, timeout_s=1800)
+        elapsed, cores, io = await drain(redis, cluster, args.profile, 1800, db_pid)
+        io += await checkpoint(database_url, db_pid)
         await redis.aclose()
         linked, opened = await stored(database_url, incidents)
     rate = len(events) / elapsed
+    where = "the recorder" + (" + every PostgreSQL process" if db_pid else "")
     print(f"\nraw Redis Streams ceiling (XADD+XREADGROUP+XACK, batches of 100): {ceiling:,.0f}/s")
     print(
         f"  recorder on {database_url.split(':', 1)[0]}, {len(events):,} events "
@@ -197,6 +245,11 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"  drained in {elapsed:.1f} s: {rate:,.0f} events/s = {rate / ceiling:.3f} of ceiling; "
         f"recorder CPU {cores:.2f} cores"
+    )
+    print(
+        f"RESULT recorder bytes written per event ({database_url.split(':', 1)[0]}, data + WAL, "
+        f"/proc write_bytes of {where}, checkpoint included): "
+        f"{io / len(events):,.0f} B/event (target <= 4 KB)"
     )
     ok = linked == len(events) and opened == INCIDENTS
     print(
@@ -213,6 +266,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="10,000 events (smoke run)")
     parser.add_argument("--events", type=int, help="how many events (default 100,000)")
     parser.add_argument("--database-url", help="recorder database (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throw-away PostgreSQL cluster (fsync on)"
+    )
     parser.add_argument("--profile", help="py-spy the recorder while it drains into this file")
     return asyncio.run(run(parser.parse_args(argv)))
 

@@ -54,6 +54,9 @@ class EventBus:
 
     async def publish_many(self, events: Iterable[Event]) -> list[str]:
         """Append several events in one round trip (a pipeline, in order)."""
+        events = list(events)
+        if len(events) == 1:  # one command: no pipeline to build
+            return [await self.publish(events[0])]
         pipe = self._redis.pipeline(transaction=False)
         for event in events:
             pipe.xadd(*self._entry(event))

@@ -5,7 +5,8 @@ by its token) or straight onto `jarvis:alerts` with XADD (integration `stream`).
 
 * `event_id` is the server's: a sender's id is only an idempotency key within its own
   integration (uuid5 of integration + id), so it can never equal, and erase, another
-  integration's or a service's event (those are uuid4 or uuid5 in other namespaces);
+  integration's or a service's event (those are UUIDv7, `shared.ids`, or uuid5 in other
+  namespaces);
 * `fingerprint` is prefixed with `ext:<integration>:`, so a sender can only resolve (or
   join, or acknowledge) the alerts it raised itself;
 * `incident_id`, `correlation_id`, `causation_id` are cleared, `producer`, `source` and
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.bus import DATA_FIELD, SEAL_FIELD
 from shared.events import AlertRaised, AlertSource, AlertStatus, Event
+from shared.ids import new_event_id, uuid5_text
 from shared.keys import Signer
 
 __all__ = [
@@ -63,8 +65,8 @@ _SERVER_OWNED = frozenset(
 def owned_event_id(integration: str, claimed: str | None) -> str:
     """The stored id of an alert: a fresh one, or the sender's id within its integration."""
     if not claimed:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(_NS, f"{integration}\n{claimed}"))
+        return new_event_id()
+    return uuid5_text(_NS, f"{integration}\n{claimed}")
 
 
 def owned_fingerprint(integration: str, fingerprint: str) -> str:
@@ -103,10 +105,18 @@ def own_claim(
     if said.occurred_at is not None:
         resolved = data.get("status") == AlertStatus.RESOLVED.value
         data.setdefault("ends_at" if resolved else "starts_at", said.occurred_at)
+    # The owned id goes in at once: no throw-away default id minted, and `own` keeps it.
+    event_id = owned_event_id(integration, said.event_id)
     alert = AlertRaised.model_validate(
-        {**data, "source": source.value, "producer": "detector", "occurred_at": now}
+        {
+            **data,
+            "source": source.value,
+            "producer": "detector",
+            "occurred_at": now,
+            "event_id": event_id,
+        }
     )
-    return own(alert, integration=integration, claimed_id=said.event_id)
+    return own(alert, integration=integration, event_id=event_id)
 
 
 def own(
@@ -114,12 +124,14 @@ def own(
     *,
     integration: str,
     claimed_id: str | None = None,
+    event_id: str | None = None,
     **envelope: Any,
 ) -> AlertRaised:
-    """`alert` with the server's id, fingerprint and integration, and no incident."""
+    """`alert` with the server's id (`event_id` when already owned), fingerprint and
+    integration, and no incident."""
     return alert.model_copy(
         update={
-            "event_id": owned_event_id(integration, claimed_id),
+            "event_id": event_id or owned_event_id(integration, claimed_id),
             "fingerprint": owned_fingerprint(integration, alert.fingerprint),
             "integration": integration,
             "incident_id": None,
@@ -157,7 +169,7 @@ class AlertAdmission:
         if not isinstance(event, AlertRaised) or self.sealed(fields):
             return event
         claimed_at = event.occurred_at
-        times: dict[str, datetime] = {}
+        times: dict[str, Any] = {}
         if event.status is AlertStatus.RESOLVED:
             times["ends_at"] = event.ends_at or claimed_at
         else:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.actions import Condition, OnFailure
+from shared.ids import new_event_id
 from shared.silences import Matcher, Recurrence
 
 __all__ = [
@@ -65,6 +66,9 @@ __all__ = [
 # tabs and line breaks (an escape sequence or a NUL would forge terminal and log output).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_NO_TEXT = frozenset({bool, int, float, datetime})
+_CONTAINERS = (dict, list, tuple)
 MAX_LABELS = 64
 MAX_LABEL_NAME = 128
 MAX_LABEL_VALUE = 1024
@@ -106,7 +110,7 @@ def utcnow() -> datetime:
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    return new_event_id()
 
 
 class Severity(StrEnum):
@@ -203,6 +207,13 @@ class Event(BaseModel):
     @model_validator(mode="after")
     def _no_nul(self) -> Event:
         for name, value in self.__dict__.items():
+            if value is None or value.__class__ in _NO_TEXT:
+                continue
+            if isinstance(value, str):  # most fields: checked here, without a call
+                if "\x00" not in value:
+                    continue
+            elif not isinstance(value, _CONTAINERS):
+                continue  # a nested model: checked by its own validators
             found = _nul_at(value, name)
             if found:
                 raise ValueError(f"{found}: a NUL character is not accepted")
@@ -216,6 +227,8 @@ class Event(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _uuid(cls, value: str) -> str:
+        if _CANONICAL_UUID.fullmatch(value):  # as str(uuid.UUID(value)) writes it already
+            return value
         try:
             return str(uuid.UUID(value))
         except ValueError as exc:
@@ -236,12 +249,14 @@ class Event(BaseModel):
         return base
 
 
+# Built once: `json.dumps` with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def derive_fingerprint(source: str, service: str, check: str, labels: dict[str, str]) -> str:
     """A stable dedup key for an alert that brings none: source + service + check + labels."""
-    canonical = json.dumps(
-        {"source": source, "service": service, "check": check, "labels": labels},
-        sort_keys=True,
-        separators=(",", ":"),
+    canonical = _CANONICAL.encode(
+        {"source": source, "service": service, "check": check, "labels": labels}
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

@@ -59,9 +59,11 @@ class Signer:
         if not key:
             raise ValueError("a signing key must not be empty")
         self._key = key.encode()
+        # Keyed once; each signature starts from a copy (no key schedule per signature).
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
 
     def sign(self, *parts: str | bytes) -> str:
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        mac = self._keyed.copy()
         for part in parts:
             data = part.encode() if isinstance(part, str) else part
             mac.update(len(data).to_bytes(8, "big"))

@@ -7,6 +7,11 @@ alert would open incidents without end, so the detector accepts at most
 alerts naming more. Known are the stack's services (triage's containers, dependencies and
 aliases, the detector's own probes) and `detector.known_services`. The window is kept in
 Redis, shared by detector replicas, and checked and updated in one script.
+
+A replica remembers the services it had admitted for a short while (a tenth of the window,
+at most a minute) and does not ask Redis again for them: a sender naming the same few
+services request after request costs no round trip, and their last-seen time in Redis is
+at most that old, far inside the window.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from shared.silences import canonical_service
 __all__ = ["ServiceBudget", "known_services"]
 
 _KEY = "jarvis:detector:unknown-services"
+_REFRESH_S = 60.0  # at most; a tenth of the window when that is shorter
+_REMEMBERED = 10_000  # services remembered at most (forgotten all at once beyond)
 
 # KEYS: the sorted set (service → last seen). ARGV: now, window, limit, services...
 # Returns the services that did not fit (nothing is recorded then), or an empty list.
@@ -67,17 +74,26 @@ class ServiceBudget:
         self._limit = settings.detector.max_unknown_services
         self._window_s = settings.detector.unknown_services_window_s
         self._admit = redis.register_script(_ADMIT)
+        self._refresh_s = min(_REFRESH_S, self._window_s / 10)
+        self._admitted: dict[str, float] = {}  # service → when Redis last admitted it
 
     async def over(self, services: Iterable[str], now: datetime) -> list[str]:
         """The unknown services among `services` that exceed the budget (all of the batch
         is then refused and nothing is counted); empty when the alerts may go on."""
         unknown = sorted({canonical_service(s, self._aliases) for s in services} - self._known)
+        at = now.timestamp()
+        unknown = [s for s in unknown if at - self._admitted.get(s, -1e18) >= self._refresh_s]
         if not unknown:
             return []
         refused = await self._admit(
-            keys=[_KEY], args=[repr(now.timestamp()), repr(self._window_s), self._limit, *unknown]
+            keys=[_KEY], args=[repr(at), repr(self._window_s), self._limit, *unknown]
         )
-        return [as_text(name) for name in refused]
+        if refused:
+            return [as_text(name) for name in refused]
+        if len(self._admitted) + len(unknown) > _REMEMBERED:
+            self._admitted.clear()
+        self._admitted.update(dict.fromkeys(unknown, at))
+        return []
 
     def message(self, refused: list[str]) -> str:
         hours = self._window_s / 3600

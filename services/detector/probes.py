@@ -10,13 +10,13 @@ resolved alerts.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.events import AlertRaised, AlertSource, AlertStatus, Level
+from shared.ids import new_event_id
 
 __all__ = [
     "Outcome",
@@ -190,5 +190,5 @@ class PolledAlerts:
 def replace_alert(alert: AlertRaised, **changes: object) -> AlertRaised:
     """A copy of `alert` with `changes` and a new event id (it is a new fact)."""
     data = alert.model_dump()
-    data.update(changes, event_id=str(uuid.uuid4()))
+    data.update(changes, event_id=new_event_id())
     return AlertRaised.model_validate(data)

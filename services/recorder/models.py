@@ -36,6 +36,12 @@ class Base(DeclarativeBase):
     pass
 
 
+def _not_null_index(name: str, column: str, *more: str) -> Index:
+    """An index of the rows where `column` is set (partial, in SQLite and PostgreSQL)."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, column, *more, sqlite_where=where, postgresql_where=where)
+
+
 class EventRow(Base):
     """One event on the timeline; `event_id` makes redelivery idempotent."""
 
@@ -51,12 +57,14 @@ class EventRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
+    # Most rows have no causation, action, silence (and an alert no incident until triage
+    # links it): those indexes leave NULL out (migration 0004), one index write less each.
     __table_args__ = (
-        Index("ix_events_incident", "incident_id", "occurred_at"),
-        Index("ix_events_causation", "causation_id"),
-        Index("ix_events_action", "action_id"),
+        _not_null_index("ix_events_incident", "incident_id", "occurred_at"),
+        _not_null_index("ix_events_causation", "causation_id"),
+        _not_null_index("ix_events_action", "action_id"),
         Index("ix_events_recorded", "recorded_at"),
-        Index("ix_events_silence", "silence_id"),
+        _not_null_index("ix_events_silence", "silence_id"),
     )
 
 
@@ -97,23 +105,20 @@ class AlertOccurrenceRow(Base):
     is_current: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (
+        # Led by the fingerprint: one index both keeps a run current per key and finds a
+        # batch's runs by fingerprint (a second index of these random keys cost a page write
+        # per new run; migration 0004).
         Index(
             "ux_alert_occurrences_current",
+            "fingerprint",
             "kind",
             "scope",
-            "fingerprint",
             unique=True,
             sqlite_where=text("is_current"),
             postgresql_where=text("is_current"),
         ),
-        Index(
-            "ix_alert_occurrences_current_fingerprint",
-            "fingerprint",
-            sqlite_where=text("is_current"),
-            postgresql_where=text("is_current"),
-        ),
         Index("ix_alert_occurrences_first", "first_event_id"),
-        Index("ix_alert_occurrences_incident", "incident_id"),
+        _not_null_index("ix_alert_occurrences_incident", "incident_id"),
     )
 
 

@@ -23,6 +23,7 @@ from shared.events import (
     NoteAdded,
     SeverityAssigned,
 )
+from shared.ids import uuid5_text
 
 __all__ = [
     "GROUP",
@@ -40,7 +41,7 @@ _NS = uuid.UUID("0b6f3d64-3b8e-4f5e-9a3c-1f6f0e1c2a77")
 
 
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(_NS, ":".join(parts)))
+    return uuid5_text(_NS, ":".join(parts))
 
 
 def write_alert_change(

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from services.recorder.db import current_revision, head_revision, migrate
 from services.recorder.models import AlertOccurrenceRow, Base, EventRow, ProcessedEventRow
@@ -47,7 +47,7 @@ async def test_migrations_run_up_from_an_empty_database_and_match_the_models(
         assert await current_revision(store.engine) is None
         await migrate(store.engine)
         await migrate(store.engine)  # a second start changes nothing
-        assert await current_revision(store.engine) == head_revision() == "0003"
+        assert await current_revision(store.engine) == head_revision() == "0004"
         async with store.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             diff = await conn.run_sync(
@@ -198,6 +198,24 @@ async def test_a_refire_after_resolution_starts_a_new_run_for_the_new_incident(
     assert [r.count for r in await reader.occurrences(old)] == [1]
 
 
+async def test_resolution_closes_the_incidents_runs_it_did_not_read(store: TimelineStore) -> None:
+    """Closing an incident's runs stored before the resolution's batch: the raw alert runs
+    linked to it and its correlation runs (scope = incident), by the incident index alone
+    (issue 16 dropped the second statement, by scope)."""
+    incident = new_id()
+    first, second = alert(), alert("db")
+    await store.record_many([first, assigned(first, incident), second])
+    await store.record(correlated(second, incident))
+    async with store.sessions() as session:
+        current = select(func.count()).where(AlertOccurrenceRow.is_current.is_(True))
+        assert (await session.scalar(current)) == 3  # two raw runs, one correlation run
+    await store.record(resolved(incident))
+    async with store.sessions() as session:
+        assert (await session.scalar(current)) == 0
+    again = alert("db", fingerprint=second.fingerprint, minute=70)
+    assert await store.record(again) is Outcome.STORED  # a new story, not a repeat
+
+
 async def test_expired_dedup_ids_are_pruned(store: TimelineStore) -> None:
     first = alert()
     await store.record(first)
@@ -228,3 +246,56 @@ async def test_concurrent_deliveries_from_different_streams_still_link_and_proje
         assert row.status == "acknowledged"
         assert [r.first_event_id for r in await reader.occurrences(incident)] == [cause.event_id]
         assert len(await reader.timeline(incident)) == 3
+
+
+_PARTIAL_INDEXES = {
+    "ix_events_incident": "SELECT event_id FROM events WHERE incident_id = :v ORDER BY occurred_at",
+    "ix_events_causation": "SELECT causation_id, incident_id FROM events "
+    "WHERE causation_id IN (:v, :w) AND incident_id IS NOT NULL",
+    "ix_events_action": "SELECT event_id FROM events WHERE action_id = :v",
+    "ix_events_silence": "SELECT event_id FROM events WHERE silence_id = :v",
+    "ix_alert_occurrences_incident": "SELECT id FROM alert_occurrences "
+    "WHERE incident_id IN (:v, :w) AND is_current",
+}
+# Current runs by fingerprint (a batch's runs): one index of these random keys.
+_CURRENT_RUNS = {
+    "ux_alert_occurrences_current": "SELECT id FROM alert_occurrences "
+    "WHERE alert_occurrences.is_current AND fingerprint IN (:v, :w)",
+}
+
+
+async def test_mostly_null_columns_have_partial_indexes_the_queries_use(
+    database_url: str,
+) -> None:
+    """Issue 16 (write amplification): an alert row no longer writes an entry into the
+    indexes of its NULL causation, action, silence and incident, a new run writes one
+    index keyed by its random fingerprint instead of two (migration 0004), and the
+    recorder's queries of those columns are still served by them."""
+    store = TimelineStore(database_url)
+    try:
+        await migrate(store.engine)
+        async with store.engine.connect() as conn:
+            sqlite = store.engine.dialect.name == "sqlite"
+            if not sqlite:
+                await conn.exec_driver_sql("SET enable_seqscan = off")  # empty tables
+            for name, query in {**_PARTIAL_INDEXES, **_CURRENT_RUNS}.items():
+                if sqlite:
+                    found = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"
+                    plan_of = f"EXPLAIN QUERY PLAN {query}"
+                else:
+                    found = "SELECT indexdef FROM pg_indexes WHERE indexname = :n"
+                    plan_of = f"EXPLAIN {query}"
+                definition = (await conn.execute(text(found), {"n": name})).scalar_one()
+                condition = "is_current" if name in _CURRENT_RUNS else "IS NOT NULL"
+                assert condition in definition, definition
+                plan = " ".join(
+                    str(row[-1]) for row in await conn.execute(text(plan_of), {"v": "a", "w": "b"})
+                )
+                assert name in plan, (name, plan)
+            names = "SELECT name FROM sqlite_master WHERE tbl_name = :t AND type = 'index'"
+            if not sqlite:
+                names = "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+            runs = set((await conn.execute(text(names), {"t": "alert_occurrences"})).scalars())
+            assert "ix_alert_occurrences_current_fingerprint" not in runs  # the second one
+    finally:
+        await store.close()

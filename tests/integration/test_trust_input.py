@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
+from services.detector.budget import ServiceBudget
 from services.detector.main import build as build_detector
 from services.remediator.main import build as build_remediator
 from services.triage.main import build as build_triage
@@ -100,3 +102,27 @@ async def test_new_unknown_services_are_capped(
     assert third.status_code == 429
     assert "max_unknown_services" in third.json()["detail"]
     assert await redis.xlen("jarvis:alerts") == 6
+
+
+async def test_admitted_unknown_services_are_not_rechecked_on_every_request(
+    redis: Redis, make_settings: Callable[..., Settings]
+) -> None:
+    """Issue 16: every request naming an unknown service cost a script call to Redis. An
+    admitted service is remembered for a tenth of the window (at most a minute); its
+    last-seen time in Redis is refreshed after that, so it stays inside the window."""
+    settings = make_settings(detector={"max_unknown_services": 2})
+    budget = ServiceBudget(redis, settings)
+    key = "jarvis:detector:unknown-services"
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert await budget.over(["svc-a"], t0) == []
+    assert await redis.zscore(key, "svc-a") == t0.timestamp()
+    assert await budget.over(["svc-a"], t0 + timedelta(seconds=30)) == []
+    assert await redis.zscore(key, "svc-a") == t0.timestamp()  # no round trip
+    assert await budget.over(["svc-a", "svc-b"], t0 + timedelta(seconds=40)) == []
+    assert await redis.zscore(key, "svc-b") == (t0 + timedelta(seconds=40)).timestamp()
+    later = t0 + timedelta(seconds=61)
+    assert await budget.over(["svc-a"], later) == []
+    assert await redis.zscore(key, "svc-a") == later.timestamp()  # refreshed
+    # The cap still holds: a third service is refused, and not remembered as admitted.
+    assert await budget.over(["svc-c"], later) == ["svc-c"]
+    assert await budget.over(["svc-c"], later) == ["svc-c"]

@@ -1,0 +1,100 @@
+"""The consumer reads `__data__` with one JSON parse (issue 16), and still exactly as
+FastStream's own parser followed by a JSON parse did: its binary format, its JSON envelope,
+plain JSON, and the same refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from faststream.redis import BinaryMessageFormatV1
+from faststream.redis.parser import binary as faststream_binary
+
+from shared.consumer import InvalidEntry, _entry_data, decode_entry
+from shared.events import AlertRaised
+from shared.streams import ALERTS
+
+EVENT = AlertRaised(service="backend", summary="down").to_json()
+
+
+def _as_before(raw: bytes) -> Any:
+    """What the consumer made of `__data__` before: FastStream's parse, then json.loads."""
+    body, _headers = BinaryMessageFormatV1.parse(raw)
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return InvalidEntry
+    return dict(data) if isinstance(data, dict) else InvalidEntry
+
+
+def _now(raw: bytes) -> Any:
+    try:
+        return _entry_data({b"__data__": raw})
+    except InvalidEntry:
+        return InvalidEntry
+
+
+BINARY = asyncio.run(
+    BinaryMessageFormatV1.encode(  # a coroutine in FastStream 0.7
+        message=EVENT.encode(), reply_to=None, headers={"h": "v"}, correlation_id="c"
+    )
+)
+
+CASES = [
+    EVENT.encode(),
+    BINARY,
+    BINARY[:12],  # the magic, then nothing sensible
+    json.dumps({"data": EVENT, "headers": {"h": "v"}}).encode(),  # FastStream's JSON envelope
+    json.dumps({"data": EVENT}).encode(),  # its legacy form, no headers
+    json.dumps({"data": "not json"}).encode(),
+    json.dumps({"data": 5, "service": "x"}).encode(),  # "data" not text: the object itself
+    json.dumps({"service": "backend", "data": {"k": 1}}).encode(),
+    b"[1, 2]",
+    b'"text"',
+    b"{not json",
+    b"\xff\xfe",
+    b"",
+]
+
+
+@pytest.mark.parametrize("raw", CASES)
+def test_data_field_decodes_as_faststream_then_json_did(raw: bytes) -> None:
+    assert _now(raw) == _as_before(raw)
+
+
+def test_a_plain_entry_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    real = json.loads
+
+    def counting(body: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(body)
+        return real(body, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting)
+    # FastStream's parser keeps its own reference to a JSON parser: counted too.
+    monkeypatch.setattr(faststream_binary, "json_loads", counting)
+    event = decode_entry({b"__data__": EVENT.encode()}, ALERTS, "1-0")
+    assert isinstance(event, AlertRaised)
+    assert len(calls) == 1
+
+
+def test_invalid_json_is_refused_with_the_reason() -> None:
+    with pytest.raises(InvalidEntry, match="__data__: not valid JSON"):
+        decode_entry({b"__data__": b"{oops"}, ALERTS, "1-0")
+
+
+def test_groups_of_one_process_share_one_decoding_of_an_entry() -> None:
+    fields = {b"__data__": EVENT.encode()}
+    first = decode_entry(fields, ALERTS, "1700000000000-7")
+    assert decode_entry(dict(fields), ALERTS, "1700000000000-7") is first
+    # Other bytes under the same id (a Redis that lost its data reused it): decoded anew.
+    other = AlertRaised(service="other").to_json().encode()
+    again = decode_entry({b"__data__": other}, ALERTS, "1700000000000-7")
+    assert isinstance(again, AlertRaised)
+    assert again.service == "other"
+    # An invalid entry is refused every time, by every group.
+    for _ in range(2):
+        with pytest.raises(InvalidEntry):
+            decode_entry({b"__data__": b"{oops"}, ALERTS, "1700000000000-8")
