@@ -11,12 +11,12 @@ import contextlib
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis as redis_sync
 
+from shared.cluster import wait_until
 from shared.embedded_redis import find_redis_server, free_port
 
 __all__ = ["SentinelSet"]
@@ -136,7 +136,7 @@ class SentinelSet:
             if not sentinel.endswith("redis-sentinel"):
                 args.append("--sentinel")
             self._spawn(port, args)
-        self._wait(self._ready, timeout_s, "master, replica in sync and three sentinels")
+        wait_until(self._ready, timeout_s, "master, replica in sync and three sentinels")
 
     def _ready(self) -> bool:
         try:
@@ -153,15 +153,6 @@ class SentinelSet:
         except (redis_sync.RedisError, OSError, KeyError):
             return False
         return True
-
-    @staticmethod
-    def _wait(check: object, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if check():  # type: ignore[operator]
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"{what}: not within {timeout_s:g} s")
 
     def kill(self, port: int) -> None:
         """SIGKILL: no shutdown, nothing flushed, connections reset."""

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from shared.cluster import LocalCluster
+from shared.cluster import LocalCluster, wait_until
 from shared.embedded_redis import find_redis_server, free_port
 from tests.conftest import require
 
@@ -87,13 +87,7 @@ def _url(port: int, user: str, password: str, db: int = 0) -> str:
 
 
 def _wait(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
+    return wait_until(check, timeout, what)
 
 
 def test_every_service_runs_with_its_own_redis_user_and_no_more(

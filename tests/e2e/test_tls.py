@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pagerduty
 import pytest
 import redis as redis_sync
 
-from shared.cluster import LocalCluster
+from shared.cluster import LocalCluster, wait_until
 from tests.tls import self_signed
 
 pytestmark = pytest.mark.e2e
@@ -32,11 +32,8 @@ def _read(redis: redis_sync.Redis, stream: str) -> list[bytes]:
     return [fields.get(b"__data__", b"") for _, fields in redis.xrange(stream)]
 
 
-def _wait(check: object, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        time.sleep(0.1)
+def _wait(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    wait_until(check, timeout, what)
 
 
 def test_pagerdutys_own_client_over_https(tmp_path: Path) -> None:
