@@ -29,6 +29,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Table,
+    any_,
     bindparam,
     delete,
     select,
@@ -102,6 +103,7 @@ class TimelineStore:
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
         self._now = now
+        self._pg = self.engine.dialect.name == "postgresql"
         # One transaction at a time per process, batches waiting meanwhile grouped into the
         # next: SQLite has one writer anyway, and taking turns makes each transaction see
         # the ones before it whole (replicas on PostgreSQL also use advisory locks).
@@ -167,7 +169,8 @@ class TimelineStore:
                 clock = _Stopwatch()
                 async with self.sessions.begin() as session:
                     await self._serialize(session, events)
-                    batch = _Batch(await _BatchView.load(session, events), self._now)
+                    view = await _BatchView.load(session, events, self._pg)
+                    batch = _Batch(view, self._now)
                     clock.lap("read")
                     outcomes = [batch.take(event) for event in events]
                     await self._write(session, batch)
@@ -211,11 +214,18 @@ class TimelineStore:
                 keys.add(f"inc:{event.incident_id}")
             if isinstance(event, AlertRaised | AlertCorrelated):
                 keys.add(f"fp:{event.fingerprint}")
+        # The same statement makes this transaction look rows up by index only
+        # (`SET LOCAL enable_seqscan = off`): every query of the write path finds a batch's
+        # keys, and has an index for it. Without statistics (a young table, before
+        # autovacuum's first ANALYZE) the planner guesses that `= ANY` of a few hundred
+        # keys of a non-unique column matches most rows, and scans the whole table for
+        # every batch: bench.pipeline --postgres did, on alert_occurrences and events
+        # (pg_stat_user_tables), at 500-800 alerts/s (issue 16).
         await session.execute(
             text(
-                "SELECT pg_advisory_xact_lock(h) FROM "
-                "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k) AS l "
-                "ORDER BY h"
+                "SELECT set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock(h) "
+                "FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k)"
+                " AS l ORDER BY h"
             ),
             {"keys": sorted(keys)},
         )
@@ -309,9 +319,27 @@ def _run_key(event: AlertRaised | AlertCorrelated) -> RunKey:
     return (event.event_type, _scope(event), event.fingerprint)
 
 
-def _chunks(values: Iterable[str], size: int = 500) -> list[list[str]]:
+def _chunks(values: Iterable[Any], size: int = 500) -> list[list[Any]]:
     ordered = sorted(set(values))
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def _among(
+    column: ColumnElement[Any], values: Iterable[Any], pg: bool
+) -> list[ColumnElement[bool]]:
+    """Conditions that together find the rows whose `column` is one of `values`.
+
+    PostgreSQL gets one array parameter (`= ANY($1)`): one statement text whatever the
+    count, so asyncpg prepares it once, where an IN list of n parameters is a statement of
+    its own for each n (prepared anew, and SQLAlchemy processes each parameter). SQLite
+    gets IN lists of at most 500 parameters (its limit on variables)."""
+    if pg:
+        ordered = sorted(set(values))
+        if not ordered:
+            return []
+        kind = postgresql.ARRAY(column.type)
+        return [column == any_(bindparam(None, ordered, type_=kind))]
+    return [column.in_(chunk) for chunk in _chunks(values)]
 
 
 @dataclass(eq=False)
@@ -370,54 +398,57 @@ class _BatchView:
         return [run.id for run in self.runs_read if run.id is not None]
 
     @classmethod
-    async def load(cls, session: AsyncSession, events: list[Event]) -> _BatchView:
+    async def load(cls, session: AsyncSession, events: list[Event], pg: bool) -> _BatchView:
         ids = [e.event_id for e in events]
         causes = [e.causation_id for e in events if e.causation_id and e.incident_id]
         seen: set[str] = set()
         reactions: dict[str, str] = {}
-        for chunk in _chunks(ids):
+        for stored, counted, reacting in zip(
+            _among(_EVENTS.c.event_id, ids, pg),
+            _among(_PROCESSED.c.event_id, ids, pg),
+            _among(_EVENTS.c.causation_id, ids, pg),
+            strict=True,
+        ):
             seen.update(
                 await session.scalars(
                     union_all(
-                        select(_EVENTS.c.event_id).where(_EVENTS.c.event_id.in_(chunk)),
-                        select(_PROCESSED.c.event_id).where(_PROCESSED.c.event_id.in_(chunk)),
+                        select(_EVENTS.c.event_id).where(stored),
+                        select(_PROCESSED.c.event_id).where(counted),
                     )
                 )
             )
             found = await session.execute(
                 select(_EVENTS.c.causation_id, _EVENTS.c.incident_id)
-                .where(_EVENTS.c.causation_id.in_(chunk))
+                .where(reacting)
                 .where(_EVENTS.c.incident_id.is_not(None))
             )
             for cause, incident in found.all():
                 if cause and incident:
                     reactions.setdefault(cause, incident)
-        runs = await _current_runs(session, events, causes)
+        runs = await _current_runs(session, events, causes, pg)
         incident_ids = {e.incident_id for e in events if e.incident_id}
         incidents: dict[str, IncidentRow] = {}
-        for chunk in _chunks(incident_ids):
-            rows = await session.scalars(
-                select(IncidentRow).where(IncidentRow.id.in_(chunk)).with_for_update()
-            )
+        for among in _among(cast(ColumnElement[str], IncidentRow.id), incident_ids, pg):
+            rows = await session.scalars(select(IncidentRow).where(among).with_for_update())
             incidents.update((row.id, row) for row in rows)
         opening = {
             e.incident_id
             for e in events
             if isinstance(e, SeverityAssigned) and e.incident_id not in incidents
         }
-        earlier = await _stored_before(session, opening, causes) if opening else []
+        earlier = await _stored_before(session, opening, causes, pg) if opening else []
         return cls(seen, reactions, runs, incidents, earlier)
 
 
 async def _current_runs(
-    session: AsyncSession, events: list[Event], causes: list[str]
+    session: AsyncSession, events: list[Event], causes: list[str], pg: bool
 ) -> list[_Run]:
     """The current runs the batch may count into or close (those of its fingerprints)
     or link to an incident (those its reactions' causes started)."""
     fingerprints = {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
     current = select(_RUNS).where(_CURRENT)
-    queries = [current.where(_RUNS.c.fingerprint.in_(chunk)) for chunk in _chunks(fingerprints)]
-    queries += [current.where(_RUNS.c.first_event_id.in_(chunk)) for chunk in _chunks(causes)]
+    queries = [current.where(c) for c in _among(_RUNS.c.fingerprint, fingerprints, pg)]
+    queries += [current.where(c) for c in _among(_RUNS.c.first_event_id, causes, pg)]
     runs: dict[int, _Run] = {}
     for query in queries:
         for row in await session.execute(query.with_for_update()):
@@ -429,7 +460,7 @@ async def _current_runs(
 
 
 async def _stored_before(
-    session: AsyncSession, opening: set[str | None], causes: list[str]
+    session: AsyncSession, opening: set[str | None], causes: list[str], pg: bool
 ) -> list[tuple[str | None, str, datetime, datetime, Event]]:
     """Events stored before this batch that an opening may replay: those of the incidents
     being opened, and the batch's causes not yet on any incident (a reaction may link one
@@ -442,11 +473,9 @@ async def _stored_before(
         _EVENTS.c.recorded_at,
         _EVENTS.c.payload,
     )
-    conditions: list[ColumnElement[bool]] = [
-        _EVENTS.c.incident_id.in_(chunk) for chunk in _chunks(i for i in opening if i)
-    ]
+    conditions = _among(_EVENTS.c.incident_id, (i for i in opening if i), pg)
     conditions += [
-        _EVENTS.c.event_id.in_(chunk) & _EVENTS.c.incident_id.is_(None) for chunk in _chunks(causes)
+        among & _EVENTS.c.incident_id.is_(None) for among in _among(_EVENTS.c.event_id, causes, pg)
     ]
     for condition in conditions:
         for incident, event_id, occurred, recorded, payload in await session.execute(

@@ -283,3 +283,43 @@ async def test_a_failing_batch_does_not_fail_the_batches_grouped_with_it(
         assert await _stored(store, ids | {bad[0].event_id}) == ids
     finally:
         await store.close()
+
+
+async def test_the_write_path_reads_a_young_postgres_table_by_index_only(
+    postgres_database_url: str,
+) -> None:
+    # No ANALYZE has run yet on a fresh database: PostgreSQL would guess that `= ANY` of a
+    # few hundred keys of a non-unique column (fingerprint, causation, first event) matches
+    # most rows and scan the whole table for every batch. Each lookup the write path sent
+    # must plan as an index scan in its transaction, and the setting must not outlive it.
+    store = TimelineStore(postgres_database_url)
+    await migrate(store.engine)
+    lookups: list[tuple[str, Any]] = []
+
+    def grab(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not many:
+            lookups.append((statement, params))
+
+    try:
+        alerts = [alert(f"svc-{i % 20}") for i in range(2_000)]
+        await store.record_many(alerts)
+        incident = new_id()
+        batch: list[Event] = [assigned(alerts[0], incident)]
+        batch += [correlated(a, incident) for a in alerts[:300]]
+        event.listen(store.engine.sync_engine, "before_cursor_execute", grab)
+        await store.record_many(batch)
+        event.remove(store.engine.sync_engine, "before_cursor_execute", grab)
+        plans = []
+        async with store.sessions.begin() as session:
+            await store._serialize(session, batch)
+            conn = await session.connection()
+            for statement, params in lookups[1:]:  # the first takes the locks
+                found = await conn.exec_driver_sql(f"EXPLAIN {statement}", params)
+                plans.append("\n".join(row[0] for row in found))
+        assert len(plans) >= 4  # seen ids, reactions, current runs, incidents
+        assert not [plan for plan in plans if "Seq Scan" in plan]
+        assert any("ux_alert_occurrences_current" in plan for plan in plans)
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SHOW enable_seqscan")).scalar() == "on"
+    finally:
+        await store.close()
