@@ -27,8 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
+    String,
     Table,
+    Text,
     any_,
     bindparam,
     delete,
@@ -38,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.recorder import projection
 from services.recorder.db import as_utc, make_engine
@@ -104,6 +107,15 @@ class TimelineStore:
         )
         self._now = now
         self._pg = self.engine.dialect.name == "postgresql"
+        dialect = self.engine.dialect
+        self._bulk = {
+            "events": _Bulk(_EVENTS, [c.name for c in _EVENTS.c], dialect),
+            "processed": _Bulk(_PROCESSED, ["event_id", "processed_at"], dialect),
+            "link_events": _Bulk(_EVENTS, ["incident_id"], dialect, key="event_id"),
+            "link_runs": _Bulk(_RUNS, ["incident_id"], dialect, key="first_event_id"),
+            "runs": _Bulk(_RUNS, list(_COLUMNS), dialect),
+            "runs_by_id": _Bulk(_RUNS, list(_COLUMNS), dialect, key="id"),
+        }
         # One transaction at a time per process, batches waiting meanwhile grouped into the
         # next: SQLite has one writer anyway, and taking turns makes each transaction see
         # the ones before it whole (replicas on PostgreSQL also use advisory locks).
@@ -232,36 +244,26 @@ class TimelineStore:
 
     async def _write(self, session: AsyncSession, batch: _Batch) -> None:
         """What `batch` decided, a few statements per table, in an order that keeps the
-        result that of the events one by one (see `_Batch`)."""
-        insert = self._insert
+        result that of the events one by one (see `_Batch`). The rows go to the driver as
+        they are (`_Bulk`), without SQLAlchemy's per-row parameter processing."""
+        conn = await session.connection()
+        bulk = self._bulk
         if batch.rows:
-            stored = await session.scalars(
-                insert(_EVENTS)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(_EVENTS.c.event_id),
-                list(batch.rows.values()),
-            )
-            if len(stored.all()) != len(batch.rows):
+            stored = await bulk["events"].insert(conn, batch.rows.values(), "event_id")
+            if stored != len(batch.rows):
                 raise _Raced
         if batch.counted:
-            counted = await session.scalars(
-                insert(_PROCESSED)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(_PROCESSED.c.event_id),
-                [{"event_id": event_id, "processed_at": at} for event_id, at in batch.counted],
-            )
-            if len(counted.all()) != len(batch.counted):
+            counted = [{"event_id": event_id, "processed_at": at} for event_id, at in batch.counted]
+            if await bulk["processed"].insert(conn, counted, "event_id") != len(batch.counted):
                 raise _Raced
         if batch.links:
             # Alerts stored before this batch: the first reaction names their incident.
-            links = [{"cause": cause, "incident_id": inc} for cause, inc in batch.links]
-            for table, column in ((_EVENTS, _EVENTS.c.event_id), (_RUNS, _RUNS.c.first_event_id)):
-                await session.execute(
-                    update(table)
-                    .where(column == bindparam("cause"))
-                    .where(table.c.incident_id.is_(None)),
-                    links,
-                )
+            first: dict[str, str] = {}
+            for cause, incident in batch.links:
+                first.setdefault(cause, incident)
+            links = [{"key": cause, "incident_id": inc} for cause, inc in first.items()]
+            await bulk["link_events"].update(conn, links, where_null="incident_id")
+            await bulk["link_runs"].update(conn, links, where_null="incident_id")
         if batch.resolved:
             # Runs of resolved incidents that the batch did not read: a fingerprint firing
             # again after resolution is a new story. (Those it read are closed in memory.)
@@ -280,15 +282,109 @@ class TimelineStore:
         changed = [run.changes() for run in batch.view.runs_read if run.dirty]
         if changed:
             # Closing runs first, so that a new current run never meets an old one.
-            await session.execute(update(_RUNS).where(_RUNS.c.id == bindparam("run_id")), changed)
+            await bulk["runs_by_id"].update(conn, changed)
         if batch.new_runs:
-            await session.execute(_RUNS.insert(), [run.values() for run in batch.new_runs])
+            await bulk["runs"].insert(conn, [run.values() for run in batch.new_runs])
         if batch.services:
+            insert = self._insert
             await session.execute(
                 insert(_SERVICES).on_conflict_do_nothing(index_elements=["incident_id", "service"]),
                 [{"incident_id": i, "service": s} for i, s in sorted(batch.services)],
             )
         session.add_all(batch.opened)  # incidents: the ORM writes what changed
+
+
+class _Bulk:
+    """Many rows of one table in one statement (PostgreSQL: arrays through `unnest`, one
+    round trip) or one prepared statement run for each (SQLite: `executemany`), the
+    parameters handed to the driver as they are: SQLAlchemy's processing of every
+    parameter of every row was 10-14 % of the recorder's CPU in a py-spy profile of
+    bench.pipeline (issue 16). Values are converted here only where the driver would not
+    store what SQLAlchemy stores: SQLite's timestamps are SQLAlchemy's text format."""
+
+    def __init__(self, table: Table, columns: list[str], dialect: Any, key: str = "") -> None:
+        self.table = table
+        self.columns = columns
+        self.key = key  # the column an UPDATE finds its row by (its parameter is "key")
+        self.pg = dialect.name == "postgresql"
+        self.dialect = dialect
+        cols = [table.c[name] for name in columns]
+        if self.pg:
+            # JSON goes as text (asyncpg sends text for json anyway) and is cast back;
+            # strings as text, not VARCHAR(n): an explicit cast would cut a value too long
+            # for its column, where the INSERT refuses it.
+            self.casts = [
+                "text" if isinstance(c.type, JSON | String) else c.type.compile(dialect=dialect)
+                for c in cols
+            ]
+            self.convert: list[Callable[[Any], Any] | None] = [None] * len(cols)
+        else:
+            self.convert = [
+                None if isinstance(c.type, JSON) else c.type.bind_processor(dialect) for c in cols
+            ]
+
+    def _params(self, rows: Iterable[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
+        converters = list(zip(names, [*self.convert, None], strict=False))
+        return [
+            tuple(row[n] if f is None or row[n] is None else f(row[n]) for n, f in converters)
+            for row in rows
+        ]
+
+    def _arrays(self, rows: Iterable[dict[str, Any]], names: list[str]) -> tuple[list[Any], ...]:
+        listed = list(rows)
+        return tuple([row[name] for row in listed] for name in names)
+
+    async def insert(
+        self, conn: AsyncConnection, rows: Iterable[dict[str, Any]], conflict: str = ""
+    ) -> int:
+        """Insert `rows` (skipping those whose `conflict` column is taken); how many were."""
+        table, names = self.table.name, self.columns
+        listed = ", ".join(names)
+        skip = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+        if self.pg:
+            arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(self.casts))
+            values = ", ".join(
+                f"CAST(v.{n} AS json)" if isinstance(self.table.c[n].type, JSON) else f"v.{n}"
+                for n in names
+            )
+            sql = (
+                f"INSERT INTO {table} ({listed}) SELECT {values} FROM unnest({arrays}) "
+                f"AS v({listed}){skip}"
+            )
+            if conflict:
+                found = await conn.exec_driver_sql(
+                    f"{sql} RETURNING {conflict}", self._arrays(rows, names)
+                )
+                return len(found.all())
+            result = await conn.exec_driver_sql(sql, self._arrays(rows, names))
+            return int(result.rowcount)
+        marks = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO {table} ({listed}) VALUES ({marks}){skip}"
+        result = await conn.exec_driver_sql(sql, self._params(rows, names))
+        return int(result.rowcount)
+
+    async def update(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], where_null: str = ""
+    ) -> None:
+        """Set the columns of the rows found by their key (`"key"` in each row), only where
+        `where_null` is still NULL when given. Keys must be distinct."""
+        table, names = self.table.name, self.columns
+        unset = f" AND t.{where_null} IS NULL" if where_null else ""
+        if self.pg:
+            key = self.table.c[self.key].type
+            key_type = "text" if isinstance(key, String) else key.compile(dialect=self.dialect)
+            arrays = ", ".join(f"${i + 2}::{t}[]" for i, t in enumerate(self.casts))
+            sets = ", ".join(f"{n} = v.{n}" for n in names)
+            sql = (
+                f"UPDATE {table} AS t SET {sets} FROM unnest($1::{key_type}[], {arrays}) "
+                f"AS v(key, {', '.join(names)}) WHERE t.{self.key} = v.key{unset}"
+            )
+            await conn.exec_driver_sql(sql, self._arrays(rows, ["key", *names]))
+            return
+        sets = ", ".join(f"{n} = ?" for n in names)
+        unset = f" AND {where_null} IS NULL" if where_null else ""
+        sql = f"UPDATE {table} SET {sets} WHERE {self.key} = ?{unset}"
+        await conn.exec_driver_sql(sql, self._params(rows, [*names, "key"]))
 
 
 class _Stopwatch:
@@ -337,7 +433,8 @@ def _among(
         ordered = sorted(set(values))
         if not ordered:
             return []
-        kind = postgresql.ARRAY(column.type)
+        # text[], not VARCHAR(n)[]: that cast would cut a longer key and match another.
+        kind = postgresql.ARRAY(Text() if isinstance(column.type, String) else column.type)
         return [column == any_(bindparam(None, ordered, type_=kind))]
     return [column.in_(chunk) for chunk in _chunks(values)]
 
@@ -370,7 +467,7 @@ class _Run:
 
     def changes(self) -> dict[str, Any]:
         """An UPDATE's parameters: every column the batch may change, by id."""
-        return {"run_id": self.id, **self.values()}
+        return {"key": self.id, **self.values()}
 
 
 _NOT_SET = {"id", "dirty"}
@@ -530,7 +627,8 @@ class _Batch:
             "silence_id": _silence_id(event),
             "occurred_at": event.occurred_at,
             "recorded_at": self._now(),
-            "payload": event.model_dump(mode="json"),
+            # As JSON text straight from pydantic (compact; stored as is).
+            "payload": event.model_dump_json(),
         }
         self._events[event.event_id] = event
         view.seen.add(event.event_id)
