@@ -320,7 +320,10 @@ class _Bulk:
             self.convert: list[Callable[[Any], Any] | None] = [None] * len(cols)
         else:
             self.convert = [
-                None if isinstance(c.type, JSON) else c.type.bind_processor(dialect) for c in cols
+                None
+                if isinstance(c.type, JSON)
+                else c.type.dialect_impl(dialect).bind_processor(dialect)
+                for c in cols
             ]
 
     def _params(self, rows: Iterable[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:

@@ -299,3 +299,32 @@ async def test_mostly_null_columns_have_partial_indexes_the_queries_use(
             assert "ix_alert_occurrences_current_fingerprint" not in runs  # the second one
     finally:
         await store.close()
+
+
+async def test_rows_written_in_bulk_read_back_as_the_orm_writes_them(store: TimelineStore) -> None:
+    # The write path hands rows to the driver itself: on SQLite its timestamps must be the
+    # text SQLAlchemy writes (the queries compare them as text), and the payload the event.
+    first = alert("svc")
+    repeat = alert("svc", fingerprint=first.fingerprint, minute=2)
+    incident = new_id()
+    await store.record_many([first, repeat, assigned(first, incident)])
+    as_text = "SELECT CAST({} AS TEXT) FROM {} WHERE {} = :key"
+    async with store.engine.connect() as conn:
+
+        async def raw(column: str, table: str, where: str, key: str) -> str:
+            found = await conn.execute(text(as_text.format(column, table, where)), {"key": key})
+            return str(found.scalar_one())
+
+        opened = await raw("opened_at", "incidents", "id", incident)  # written by the ORM
+        assert await raw("occurred_at", "events", "event_id", first.event_id) == opened
+        assert await raw("first_at", "alert_occurrences", "first_event_id", first.event_id) == (
+            opened
+        )
+    async with store.sessions() as session:
+        row = await session.get(EventRow, first.event_id)
+        assert row is not None
+        assert row.payload == first.model_dump(mode="json")
+        run = await session.scalar(select(AlertOccurrenceRow))
+        assert run is not None
+        assert (run.count, run.last_event_id, run.incident_id) == (2, repeat.event_id, incident)
+        assert run.is_current is True
