@@ -323,3 +323,41 @@ async def test_the_write_path_reads_a_young_postgres_table_by_index_only(
             assert (await conn.exec_driver_sql("SHOW enable_seqscan")).scalar() == "on"
     finally:
         await store.close()
+
+
+async def test_a_batch_raced_by_another_writer_is_decided_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer (a replica) stores the batch's alert between the batch's reads and its
+    # writes: the insert skips it, the count of rows inserted tells, and the batch is
+    # decided again on fresh reads, where the alert is a duplicate (one run, not two).
+    from services.recorder import store as module
+
+    mine, other = TimelineStore(database_url), TimelineStore(database_url)
+    await migrate(mine.engine)
+    first = alert("svc")
+    loads = 0
+    load = module._BatchView.load
+
+    async def load_then_race(session: Any, events: list[Event], pg: bool) -> Any:
+        nonlocal loads
+        loads += 1
+        view = await load(session, events, pg)
+        if loads == 1:
+            assert await other.record_many([first]) == [Outcome.STORED]
+        return view
+
+    async def no_locks(_session: Any, _events: list[Event]) -> None:
+        return None  # PostgreSQL's advisory locks would make the other writer wait
+
+    try:
+        monkeypatch.setattr(module._BatchView, "load", load_then_race)
+        monkeypatch.setattr(mine, "_serialize", no_locks)
+        assert await mine.record_many([first]) == [Outcome.DUPLICATE]
+        assert loads == 3  # mine, the other's, mine again
+        async with mine.sessions() as session:
+            runs = (await session.scalars(select(AlertOccurrenceRow))).all()
+        assert [(run.first_event_id, run.count) for run in runs] == [(first.event_id, 1)]
+    finally:
+        await mine.close()
+        await other.close()
