@@ -361,3 +361,34 @@ async def test_a_batch_raced_by_another_writer_is_decided_again(
     finally:
         await mine.close()
         await other.close()
+
+
+async def test_a_reaction_to_an_earlier_alert_updates_its_run_once(database_url: str) -> None:
+    # The alert's run is read with the batch (its fingerprint) and linked in memory: one
+    # UPDATE of alert_occurrences writes it, not a link UPDATE and then the run's changes
+    # (a second row version of the run per alert on PostgreSQL).
+    store = TimelineStore(database_url)
+    await migrate(store.engine)
+    statements: list[str] = []
+
+    def grab(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, _many: bool) -> None:
+        statements.append(" ".join(statement.split()))
+
+    try:
+        first = alert("svc")
+        await store.record_many([first])
+        incident = new_id()
+        event.listen(store.engine.sync_engine, "before_cursor_execute", grab)
+        await store.record_many([assigned(first, incident)])
+        event.remove(store.engine.sync_engine, "before_cursor_execute", grab)
+        updates = [s for s in statements if s.upper().startswith("UPDATE ALERT_OCCURRENCES")]
+        assert len(updates) == 1
+        async with store.sessions() as session:
+            run = await session.scalar(select(AlertOccurrenceRow))
+            linked = await session.get(EventRow, first.event_id)
+        assert run is not None
+        assert run.incident_id == incident
+        assert linked is not None
+        assert linked.incident_id == incident
+    finally:
+        await store.close()
