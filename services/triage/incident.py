@@ -11,13 +11,15 @@ how many there are, and the most severe slot ever seen (slots' severities only r
 
 from __future__ import annotations
 
-import functools
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import pydantic_core
 
 from shared.events import Level, Severity
 
@@ -55,7 +57,7 @@ class AlertSlot:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), separators=(",", ":"))
+        return pydantic_core.to_json(self.as_dict()).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> AlertSlot:
@@ -108,13 +110,22 @@ class Incident:
         data["opened_at"] = self.opened_at.isoformat()
         data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
         data["worst"] = self.worst.as_dict()
-        return json.dumps(data, separators=(",", ":"))
+        raw = pydantic_core.to_json(data)
+        # What triage writes it reads back with its next batch: known already.
+        _PARSED.remember(raw, self)
+        return raw.decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Incident:
         # New fingerprints of a service read its open incidents; they rarely change between
-        # two alerts, and an Incident is immutable, so the parsed value is kept by its bytes.
-        return _parse_incident(raw if isinstance(raw, bytes) else raw.encode())
+        # two alerts, and an Incident is immutable, so the parsed value is kept by its bytes
+        # (and so is every incident this process wrote: it reads them back next).
+        key = raw if isinstance(raw, bytes) else raw.encode()
+        known = _PARSED.get(key)
+        if known is None:
+            known = cls._parse(key)
+            _PARSED.remember(key, known)
+        return known
 
     @classmethod
     def _parse(cls, raw: bytes) -> Incident:
@@ -144,6 +155,25 @@ class Incident:
         )
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_incident(raw: bytes) -> Incident:
-    return Incident._parse(raw)
+class _Parsed:
+    """The incidents of the last `size` JSON documents written or read (least recently
+    used first out): a document's bytes always stand for the same immutable value."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: OrderedDict[bytes, Incident] = OrderedDict()
+
+    def get(self, raw: bytes) -> Incident | None:
+        found = self._known.get(raw)
+        if found is not None:
+            self._known.move_to_end(raw)
+        return found
+
+    def remember(self, raw: bytes, incident: Incident) -> None:
+        self._known[raw] = incident
+        self._known.move_to_end(raw)
+        if len(self._known) > self._size:
+            self._known.popitem(last=False)
+
+
+_PARSED = _Parsed(4096)

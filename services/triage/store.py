@@ -46,11 +46,11 @@ drill's).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pydantic_core
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
@@ -439,7 +439,9 @@ class TriageStore:
             list(batch.forgotten),
             batch.commands,
         ]
-        payload = json.dumps(spec, separators=(",", ":"))
+        # pydantic-core's encoder: the same compact JSON as json.dumps, several times faster
+        # on the event JSON embedded in it (non-ASCII text as UTF-8 rather than \\u escapes).
+        payload = pydantic_core.to_json(spec)
         keys = [Keys.VERSIONS, Keys.SEQUENCE]
         if int(await self._commit(keys=keys, args=[payload])):
             return True
