@@ -310,6 +310,7 @@ async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int |
             server = written_bytes(db_pid, tree=True) if db_pid else 0
             return written_bytes(pids["recorder"]) + server
 
+        spy = _spy(args.spy, pids[args.spy_on]) if args.spy else None
         if "throughput" in parts:
             n = args.alerts or (2_000 if quick else 20_000)
             entries0, io0 = await recorded_entries(redis), written()
@@ -321,9 +322,6 @@ async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int |
             cpu = meter.per_item(n)
             cpu_total = meter.total_per_item(n)
             io, entries = written() - io0, await recorded_entries(redis) - entries0
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
-                spy.wait(timeout=60)
             rows.append(
                 (
                     f"throughput, {n:,} unique alerts",
@@ -361,7 +359,9 @@ async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int |
         if "storm" in parts:
             count, fps = (10_000, 10) if quick else (100_000, 100)
             count, fps = args.storm or count, args.fingerprints or fps
+            meter.start()
             elapsed, incidents = await storm(redis, database_url, count, fps)
+            storm_cpu = meter.per_item(count)
             rows.append(
                 (
                     f"storm, {count:,} alerts over {fps} fingerprints",
@@ -370,7 +370,11 @@ async def _run(args: argparse.Namespace, database_url: str | None, db_pid: int |
                     f"{count / elapsed / ceiling:.3f} of ceiling",
                 )
             )
+            rows.append(("  CPU µs per storm alert", storm_cpu, ""))
             results.append(f"storm {elapsed:.1f} s, {incidents} incidents (expected {fps})")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+            spy.wait(timeout=60)
         await redis.aclose()
 
     if cpu:
@@ -422,7 +426,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, help="latency: how long (60 s)")
     parser.add_argument("--storm", type=int, help="storm: alerts (100,000)")
     parser.add_argument("--fingerprints", type=int, help="storm: fingerprints (100)")
-    parser.add_argument("--spy", help="throughput: py-spy raw profile of a process into this file")
+    parser.add_argument("--spy", help="py-spy raw profile of a process over the run (a file)")
     parser.add_argument(
         "--spy-on", default="triage", choices=("detector", "triage", "recorder"), help="(triage)"
     )
