@@ -12,7 +12,6 @@ how many there are, and the most severe slot ever seen (slots' severities only r
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 
 import pydantic_core
 
+from services.triage.memo import Memo
 from shared.events import Level, Severity
 
 __all__ = ["AlertSlot", "Incident", "Status"]
@@ -61,6 +61,11 @@ class AlertSlot:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> AlertSlot:
+        # Every repeat of a firing alert reads its fingerprint's slot: mostly the same bytes.
+        return _SLOTS(raw)
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> AlertSlot:
         return cls.from_dict(json.loads(raw))
 
     @classmethod
@@ -112,20 +117,15 @@ class Incident:
         data["worst"] = self.worst.as_dict()
         raw = pydantic_core.to_json(data)
         # What triage writes it reads back with its next batch: known already.
-        _PARSED.remember(raw, self)
+        _INCIDENTS.remember(raw, self)
         return raw.decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Incident:
-        # New fingerprints of a service read its open incidents; they rarely change between
-        # two alerts, and an Incident is immutable, so the parsed value is kept by its bytes
+        # Every alert of an incident reads it, and new fingerprints of a service read its
+        # open incidents; an Incident is immutable, so the parsed value is kept by its bytes
         # (and so is every incident this process wrote: it reads them back next).
-        key = raw if isinstance(raw, bytes) else raw.encode()
-        known = _PARSED.get(key)
-        if known is None:
-            known = cls._parse(key)
-            _PARSED.remember(key, known)
-        return known
+        return _INCIDENTS(raw)
 
     @classmethod
     def _parse(cls, raw: bytes) -> Incident:
@@ -155,25 +155,5 @@ class Incident:
         )
 
 
-class _Parsed:
-    """The incidents of the last `size` JSON documents written or read (least recently
-    used first out): a document's bytes always stand for the same immutable value."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._known: OrderedDict[bytes, Incident] = OrderedDict()
-
-    def get(self, raw: bytes) -> Incident | None:
-        found = self._known.get(raw)
-        if found is not None:
-            self._known.move_to_end(raw)
-        return found
-
-    def remember(self, raw: bytes, incident: Incident) -> None:
-        self._known[raw] = incident
-        self._known.move_to_end(raw)
-        if len(self._known) > self._size:
-            self._known.popitem(last=False)
-
-
-_PARSED = _Parsed(4096)
+_SLOTS: Memo[AlertSlot] = Memo(AlertSlot._parse)
+_INCIDENTS: Memo[Incident] = Memo(Incident._parse)

@@ -1,12 +1,14 @@
-"""An incident's JSON form: what triage writes it reads back as the same value, and the
-documents it wrote itself are not parsed again."""
+"""An incident's JSON form: what triage writes it reads back as the same value; documents
+read again (or written by triage itself) are not parsed again."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
-from services.triage.incident import AlertSlot, Incident, Status, _Parsed
+from services.triage.incident import AlertSlot, Incident, Status
+from services.triage.memo import Memo
+from services.triage.playbooks import Run, RunStatus
 from shared.events import Level, Severity
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -54,11 +56,25 @@ def test_an_incident_written_is_read_back_without_parsing() -> None:
     assert Incident.from_json(raw.encode()) is inc
 
 
-def test_the_parsed_documents_are_bounded_least_recently_used_first() -> None:
-    parsed = _Parsed(2)
-    a, b, c = (_incident(id=i) for i in "abc")
-    parsed.remember(b"a", a)
-    parsed.remember(b"b", b)
-    assert parsed.get(b"a") is a  # used: b is now the oldest
-    parsed.remember(b"c", c)
-    assert (parsed.get(b"a"), parsed.get(b"b"), parsed.get(b"c")) == (a, None, c)
+def test_slots_and_runs_read_again_are_the_values_parsed_before() -> None:
+    slot = _incident().worst
+    raw = slot.to_json().encode()
+    assert AlertSlot.from_json(raw) == slot
+    assert AlertSlot.from_json(bytes(raw)) is AlertSlot.from_json(raw.decode())
+    run = Run("inc-1", "diagnostics_only", "backend", 2, RunStatus.PAUSED, "waiting")
+    assert Run.from_json(run.to_json()) == run
+    assert Run.from_json(run.to_json().encode()) is Run.from_json(run.to_json())
+
+
+def test_the_memo_is_bounded_least_recently_used_first() -> None:
+    parsed: list[bytes] = []
+
+    def parse(raw: bytes) -> str:
+        parsed.append(raw)
+        return raw.decode().upper()
+
+    memo = Memo(parse, size=2)
+    assert (memo(b"a"), memo("b"), memo(b"a")) == ("A", "B", "A")  # a: used again
+    memo.remember(b"c", "C")  # b is now the least recently used: it goes
+    assert (memo(b"c"), memo(b"a"), memo(b"b")) == ("C", "A", "B")
+    assert parsed == [b"a", b"b", b"b"]
