@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pydantic_core
 from prometheus_client import Counter
@@ -57,9 +58,9 @@ from redis.asyncio import Redis
 from services.triage.grouping import AlertSlot, Change, Incident, Mapped
 from services.triage.playbooks import Run
 from shared.bus import DATA_FIELD, as_text
-from shared.events import Event
+from shared.events import Event, trusted_json
 from shared.silence_store import VERSION_KEY as SILENCES_VERSION
-from shared.streams import stream_for
+from shared.streams import stream_for, stream_of
 
 __all__ = [
     "CONFLICTS",
@@ -373,6 +374,12 @@ class Batch:
 
     def publish(self, event: Event) -> None:
         self.commands.append(["XADD", stream_for(event).key, "*", DATA_FIELD, event.to_json()])
+
+    def publish_trusted(self, cls: type[Event], **values: Any) -> None:
+        """Publish `cls(**values)` made of triage's own, already validated values, without
+        validating them again (`shared.events.trusted_json`: the same JSON)."""
+        data = trusted_json(cls, **values)
+        self.commands.append(["XADD", stream_of(cls).key, "*", DATA_FIELD, data])
 
 
 class TriageStore:
