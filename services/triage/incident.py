@@ -109,9 +109,7 @@ class Incident:
         return tuple(s for s in self.services if self.firing.get(s, 0) > 0)
 
     def to_json(self) -> str:
-        data: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "worst"
-        }
+        data: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
         data["opened_at"] = self.opened_at.isoformat()
         data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
         data["worst"] = self.worst.as_dict()
@@ -155,5 +153,6 @@ class Incident:
         )
 
 
+_FIELDS = tuple(f.name for f in fields(Incident) if f.name != "worst")  # JSON's order
 _SLOTS: Memo[AlertSlot] = Memo(AlertSlot._parse)
 _INCIDENTS: Memo[Incident] = Memo(Incident._parse)
