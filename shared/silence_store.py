@@ -116,6 +116,13 @@ class SilenceStore:
         return sorted(kept, key=lambda s: (s.created_at, s.id))
 
 
+class _Unread:
+    """VERSION_KEY not read yet."""
+
+
+_UNREAD = _Unread()
+
+
 class SilenceWatch:
     """The silences as one replica sees them: re-read when their version changes."""
 
@@ -124,9 +131,11 @@ class SilenceWatch:
         self._version: bytes | str | None = None
         self._index = SilenceIndex([])
 
-    async def index(self) -> SilenceIndex:
-        """The current silences (one GET when nothing changed)."""
-        version = await self._redis.get(VERSION_KEY)
+    async def index(self, version: bytes | str | _Unread | None = _UNREAD) -> SilenceIndex:
+        """The current silences (one GET when nothing changed); `version`: the value of
+        VERSION_KEY when the caller read it already (with its own reads, in one script)."""
+        if isinstance(version, _Unread):
+            version = await self._redis.get(VERSION_KEY)
         if version is None:
             self._version, self._index = None, SilenceIndex([])
         elif version != self._version:

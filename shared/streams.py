@@ -92,3 +92,8 @@ _BY_TYPE = {cls: spec for spec in ALL_STREAMS for cls in spec.events}
 def stream_for(event: Event) -> StreamSpec:
     """The stream an event is published on."""
     return _BY_TYPE[type(event)]
+
+
+def stream_of(cls: type[Event]) -> StreamSpec:
+    """The stream events of type `cls` are published on."""
+    return _BY_TYPE[cls]

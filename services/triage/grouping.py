@@ -197,14 +197,17 @@ def _join(
     why: str,
     policy: GroupingPolicy,
 ) -> Change | None:
-    slot = _slot(alert, service, verdict)
-    if old is not None:
-        if not old.firing and alert.occurred_at < old.at:
-            return None  # older than the recovery already applied (another replica's)
-        if old.severity.rank <= verdict.severity.rank:
-            slot = replace(old, firing=True)  # a repeat never lowers what it said
-        if not old.firing:
-            slot = replace(slot, at=alert.occurred_at)
+    if old is not None and old.firing and old.severity.rank <= verdict.severity.rank:
+        slot = old  # a repeat never lowers what it said (and it is firing already)
+    else:
+        slot = _slot(alert, service, verdict)
+        if old is not None:
+            if not old.firing and alert.occurred_at < old.at:
+                return None  # older than the recovery already applied (another replica's)
+            if old.severity.rank <= verdict.severity.rank:
+                slot = replace(old, firing=True)  # a repeat never lowers what it said
+            if not old.firing:
+                slot = replace(slot, at=alert.occurred_at)
     firing = dict(inc.firing)
     if old is not None and old.firing:
         firing[old.service] -= 1
@@ -219,6 +222,20 @@ def _join(
         why_severity = f"{len(failing)} systems failing at once ({', '.join(failing)})"
     severity = most_severe(inc.severity, desired)
     rose = severity is not inc.severity
+    cause = root_cause(services, policy)
+    if (
+        slot == old
+        and not rose
+        and inc.status is Status.OPEN
+        and inc.quiet_since is None
+        and worst == inc.worst
+        and firing == inc.firing
+        and services == inc.services
+        and cause == inc.root_cause
+        and (inc.data_loss or not alert.data_loss)
+        and (inc.security or not alert.security)
+    ):
+        return None  # nothing changes (the incident below would equal `inc`): a repeat
     new = replace(
         inc,
         status=Status.OPEN,
@@ -227,7 +244,7 @@ def _join(
         firing=firing,
         alert_count=inc.alert_count + (old is None),
         services=services,
-        root_cause=root_cause(services, policy),
+        root_cause=cause,
         severity=severity,
         impact=worst.impact if rose else inc.impact,
         urgency=worst.urgency if rose else inc.urgency,
@@ -235,8 +252,6 @@ def _join(
         data_loss=inc.data_loss or alert.data_loss,
         security=inc.security or alert.security,
     )
-    if new == inc and slot == old:
-        return None
     assigned: str | None = None
     if rose:
         assigned = f"raised: {why_severity}"

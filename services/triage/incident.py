@@ -11,7 +11,6 @@ how many there are, and the most severe slot ever seen (slots' severities only r
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import pydantic_core
+
+from services.triage.memo import Memo
 from shared.events import Level, Severity
 
 __all__ = ["AlertSlot", "Incident", "Status"]
@@ -55,10 +57,15 @@ class AlertSlot:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), separators=(",", ":"))
+        return pydantic_core.to_json(self.as_dict()).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> AlertSlot:
+        # Every repeat of a firing alert reads its fingerprint's slot: mostly the same bytes.
+        return _SLOTS(raw)
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> AlertSlot:
         return cls.from_dict(json.loads(raw))
 
     @classmethod
@@ -102,19 +109,21 @@ class Incident:
         return tuple(s for s in self.services if self.firing.get(s, 0) > 0)
 
     def to_json(self) -> str:
-        data: dict[str, Any] = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "worst"
-        }
+        data: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
         data["opened_at"] = self.opened_at.isoformat()
         data["quiet_since"] = self.quiet_since.isoformat() if self.quiet_since else None
         data["worst"] = self.worst.as_dict()
-        return json.dumps(data, separators=(",", ":"))
+        raw = pydantic_core.to_json(data)
+        # What triage writes it reads back with its next batch: known already.
+        _INCIDENTS.remember(raw, self)
+        return raw.decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Incident:
-        # New fingerprints of a service read its open incidents; they rarely change between
-        # two alerts, and an Incident is immutable, so the parsed value is kept by its bytes.
-        return _parse_incident(raw if isinstance(raw, bytes) else raw.encode())
+        # Every alert of an incident reads it, and new fingerprints of a service read its
+        # open incidents; an Incident is immutable, so the parsed value is kept by its bytes
+        # (and so is every incident this process wrote: it reads them back next).
+        return _INCIDENTS(raw)
 
     @classmethod
     def _parse(cls, raw: bytes) -> Incident:
@@ -144,6 +153,6 @@ class Incident:
         )
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_incident(raw: bytes) -> Incident:
-    return Incident._parse(raw)
+_FIELDS = tuple(f.name for f in fields(Incident) if f.name != "worst")  # JSON's order
+_SLOTS: Memo[AlertSlot] = Memo(AlertSlot._parse)
+_INCIDENTS: Memo[Incident] = Memo(Incident._parse)

@@ -10,6 +10,7 @@ reads state, asks a pure module what to do, and commits the result atomically th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -120,7 +121,7 @@ class Triage:
     async def _apply(self, alerts: list[_Prepared]) -> bool:
         now = self.now()
         snap = await self.store.read_alerts([a.query for a in alerts], now)
-        silences = await self.silencing.index()
+        silences = await self.silencing.index(snap.silences_version)
         # What is remembered of silenced alerts whose fingerprint has no open incident: for
         # the firing ones when silences exist, for the resolved ones always (to forget them).
         known = await self.silencing.remembered(
@@ -147,7 +148,7 @@ class Triage:
                     mapped,
                     [] if mapped else snap.candidates(index, prepared.query.related),
                     now,
-                    prepared.new_id,
+                    "" if mapped else prepared.new_id,  # an id is used only by a new fingerprint
                     self.policy,
                 )
                 if prepared.query.firing
@@ -351,9 +352,13 @@ class _Prepared:
     alert: AlertRaised
     service: str
     verdict: Classification
-    new_id: str  # the incident it opens, if it opens one
     query: AlertQuery
     labels: dict[str, str]  # what silences match
+
+    @functools.cached_property
+    def new_id(self) -> str:
+        """The incident it opens, if it opens one (derived only for a new fingerprint)."""
+        return derived_id(self.alert.event_id, "incident")
 
     @classmethod
     def of(cls, event: Event, triage: Triage) -> _Prepared:
@@ -364,7 +369,6 @@ class _Prepared:
             event,
             service,
             triage.classify(event),
-            derived_id(event.event_id, "incident"),
             AlertQuery(event.event_id, event.fingerprint, firing, triage.policy.related(service)),
             alert_labels(service, event.check, event.labels),
         )

@@ -64,23 +64,24 @@ def write_alert_change(
     if alert.status is AlertStatus.FIRING:
         batch.hset(Keys.LAST_SEEN, inc.id, repr(now.timestamp()))
     batch.mark_done(alert.event_id, inc.id)
+    # One or two events per alert: made of values validated already (the alert's, the
+    # incident's, ids derived here), published without validating them again.
     if change.assigned is not None:
-        batch.publish(_assigned(alert, change))
+        _assigned(batch, alert, change)
     if change.joined is not None:
-        batch.publish(
-            AlertCorrelated(
-                event_id=derived_id(alert.event_id, "correlated"),
-                producer=GROUP,
-                incident_id=inc.id,
-                correlation_id=inc.id,
-                causation_id=alert.event_id,
-                fingerprint=alert.fingerprint,
-                service=alert.service,
-                status=alert.status,
-                reason=change.joined
-                + (" (reopened within the quiet period)" if change.reopened else "")
-                + (f"; probable root cause: {inc.root_cause}" if change.root_cause_changed else ""),
-            )
+        batch.publish_trusted(
+            AlertCorrelated,
+            event_id=derived_id(alert.event_id, "correlated"),
+            producer=GROUP,
+            incident_id=inc.id,
+            correlation_id=inc.id,
+            causation_id=alert.event_id,
+            fingerprint=alert.fingerprint,
+            service=alert.service,
+            status=alert.status,
+            reason=change.joined
+            + (" (reopened within the quiet period)" if change.reopened else "")
+            + (f"; probable root cause: {inc.root_cause}" if change.root_cause_changed else ""),
         )
 
 
@@ -89,9 +90,10 @@ def write_incidents(batch: Batch, incidents: Iterable[Incident]) -> None:
         batch.set(Keys.incident(inc.id), inc.to_json())
 
 
-def _assigned(alert: AlertRaised, change: Change) -> SeverityAssigned:
+def _assigned(batch: Batch, alert: AlertRaised, change: Change) -> None:
     inc = change.incident
-    return SeverityAssigned(
+    batch.publish_trusted(
+        SeverityAssigned,
         event_id=derived_id(alert.event_id, "severity"),
         producer=GROUP,
         incident_id=inc.id,

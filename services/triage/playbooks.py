@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.triage.memo import Memo
 from shared.actions import DANGEROUS_ACTIONS, ActionName, Condition, OnFailure
 from shared.events import ActionOutcome
 
@@ -210,6 +211,11 @@ class Run:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Run:
+        # Read with every alert of its incident; immutable, so kept by its bytes.
+        return _RUNS(raw)
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> Run:
         data = json.loads(raw)
         data["status"] = RunStatus(data["status"])
         return cls(**data)
@@ -217,6 +223,9 @@ class Run:
     @property
     def current_action_id(self) -> str:
         return action_id(self.incident_id, self.playbook, self.step)
+
+
+_RUNS: Memo[Run] = Memo(Run._parse)
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,9 @@ class Silencing:
         self._watch = SilenceWatch(redis)
         self._release = redis.register_script(_RELEASE)
 
-    async def index(self) -> SilenceIndex:
-        return await self._watch.index()
+    async def index(self, version: bytes | str | None) -> SilenceIndex:
+        """The silences at `version` (`SILENCES_VERSION`, read with the alerts' state)."""
+        return await self._watch.index(version)
 
     async def remembered(self, fingerprints: Sequence[str]) -> dict[str, Silenced]:
         """The silenced alerts remembered for `fingerprints` (one round trip)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench import ingest, up
+from bench import ingest, triage_cpu, up
 from bench._postgres import descendants, written_bytes
 from tests.conftest import require
 
@@ -59,3 +59,12 @@ def test_bench_up_drains_a_small_run(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "RESULT jarvis-ir up:" in out
     assert "200 new fingerprints drained" in out
+
+
+def test_bench_triage_cpu_measures_a_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Triage alone in this process on its own redis-server, both workloads (bounded)."""
+    for args in (["--alerts", "300"], ["--alerts", "300", "--storm"]):
+        assert triage_cpu.main(args) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.startswith("RESULT triage CPU, 300 ")
+        assert " µs/alert (decoding alone " in line

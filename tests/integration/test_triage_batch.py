@@ -13,11 +13,12 @@ from redis.asyncio import Redis
 
 from services.triage.main import Triage
 from services.triage.silencing import Silencing
-from services.triage.store import Keys, TriageStore
+from services.triage.store import AlertQuery, Keys, TriageStore
 from shared.envelope import AlertAdmission
 from shared.events import AlertRaised, AlertStatus, Event, Level
 from shared.keys import Signer
 from shared.settings import Settings
+from shared.silence_store import VERSION_KEY as SILENCES_VERSION
 from shared.streams import ACTIONS_REQUESTED, INCIDENTS, SEVERITY
 from tests.helpers import read_stream, rival_triage_commit
 
@@ -148,3 +149,12 @@ async def test_a_batch_that_loses_a_race_is_split_and_still_applied_once(
     assert sorted(e["fingerprint"] for e in correlated) == ["fp-4", "fp-5", "fp-6", "fp-7", "fp-8"]
     await triage.on_alerts(events)  # a redelivery of the whole batch publishes nothing
     assert len(await read_stream(redis, SEVERITY.key)) == len(assigned)
+
+
+async def test_the_silences_version_comes_with_the_alerts_state(redis: Redis) -> None:
+    """No round trip of its own per batch: the read script returns it."""
+    store = TriageStore(redis)
+    query = AlertQuery("00000000-0000-4000-8000-000000000001", "fp-1", True, ("backend",))
+    assert (await store.read_alerts([query], T0)).silences_version is None
+    await redis.set(SILENCES_VERSION, "7")
+    assert (await store.read_alerts([query], T0)).silences_version == b"7"

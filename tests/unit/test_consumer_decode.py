@@ -12,6 +12,7 @@ import pytest
 from faststream.redis import BinaryMessageFormatV1
 from faststream.redis.parser import binary as faststream_binary
 
+from shared import consumer
 from shared.consumer import InvalidEntry, _entry_data, decode_entry
 from shared.events import AlertRaised
 from shared.streams import ALERTS
@@ -98,3 +99,15 @@ def test_groups_of_one_process_share_one_decoding_of_an_entry() -> None:
     for _ in range(2):
         with pytest.raises(InvalidEntry):
             decode_entry({b"__data__": b"{oops"}, ALERTS, "1700000000000-8")
+
+
+def test_the_shared_decodings_are_bounded_oldest_first_out() -> None:
+    fields = {b"__data__": EVENT.encode()}
+    ids = [f"1700000000001-{n}" for n in range(consumer._DECODED_MAX + 5)]
+    first = decode_entry(fields, ALERTS, ids[0])
+    for entry_id in ids[1:]:
+        decode_entry(fields, ALERTS, entry_id)
+    assert len(consumer._DECODED) == consumer._DECODED_MAX
+    last = consumer._DECODED[(ALERTS.key, ALERTS.events, ids[-1])][1]
+    assert decode_entry(fields, ALERTS, ids[-1]) is last  # still kept
+    assert decode_entry(fields, ALERTS, ids[0]) is not first  # gone first: decoded anew

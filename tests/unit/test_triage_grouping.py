@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from services.triage.classify import Classification
@@ -75,6 +76,29 @@ def test_repeat_of_a_firing_alert_changes_nothing() -> None:
     assert on_firing(alert, "backend", v, (inc, slot), [], T0, "x", POLICY) is None
     milder, low = fire("backend", "fp-1", Level.LOW)
     assert on_firing(milder, "backend", low, (inc, slot), [], T0, "x", POLICY) is None
+
+
+def test_a_repeat_that_brings_something_new_still_changes_the_incident() -> None:
+    """Repeats are decided without building the incident anew: only when nothing changes."""
+    inc, slot = open_one()
+    for flag in ("data_loss", "security"):
+        alert, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=5), **{flag: True})
+        change = on_firing(alert, "backend", v, (inc, slot), [], T0, "x", POLICY)
+        assert change is not None
+        assert getattr(change.incident, flag)
+        assert change.slot == slot
+        assert change.assigned is not None
+    # A policy that now counts one failing system as many raises the incident on a repeat.
+    eager = replace(POLICY, multi_system_threshold=1)
+    alert, v = fire("backend", "fp-1", at=T0 + timedelta(seconds=5))
+    change = on_firing(alert, "backend", v, (inc, slot), [], T0, "x", eager)
+    assert change is not None
+    assert change.incident.severity is Severity.P1
+    # A repeat of an incident that is quiet (an operator's view of it) reopens it.
+    quiet = replace(inc, status=Status.QUIET, quiet_since=T0)
+    change = on_firing(alert, "backend", v, (quiet, slot), [], T0, "x", POLICY)
+    assert change is not None
+    assert change.incident.status is Status.OPEN
 
 
 def test_same_service_joins_only_within_the_window() -> None:
