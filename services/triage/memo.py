@@ -3,7 +3,8 @@
 Triage reads the same documents over and over (an incident's JSON with every alert of
 it, a fingerprint's slot with every repeat, a playbook's run): the values are immutable,
 so the same bytes always stand for the same value, and a document seen recently is not
-parsed again. Bounded: the least recently used go first.
+parsed again. Bounded in count and in bytes (an incident with thousands of firing alerts
+is a large document): the least recently used go first.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ T = TypeVar("T")
 
 
 class Memo(Generic[T]):
-    """`parse(raw)` for the last `size` distinct documents."""
+    """`parse(raw)` for the last `size` distinct documents, at most `max_bytes` of them."""
 
-    def __init__(self, parse: Callable[[bytes], T], size: int = 4096) -> None:
+    def __init__(
+        self, parse: Callable[[bytes], T], size: int = 4096, max_bytes: int = 32 * 1_048_576
+    ) -> None:
         self._parse = parse
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._known: OrderedDict[bytes, T] = OrderedDict()
 
     def __call__(self, raw: str | bytes) -> T:
@@ -37,7 +42,12 @@ class Memo(Generic[T]):
 
     def remember(self, raw: bytes, value: T) -> None:
         """`raw` is the document of `value` (one this process wrote: read back next)."""
+        if len(raw) > self._max_bytes:
+            return  # never kept: it would push out everything else
+        if raw not in self._known:
+            self._bytes += len(raw)
         self._known[raw] = value
         self._known.move_to_end(raw)
-        if len(self._known) > self._size:
-            self._known.popitem(last=False)
+        while len(self._known) > self._size or self._bytes > self._max_bytes:
+            old, _ = self._known.popitem(last=False)
+            self._bytes -= len(old)
