@@ -16,7 +16,8 @@ def counting() -> tuple[Memo[dict[str, int]], list[bytes]]:
 
     def parse(raw: bytes) -> dict[str, int]:
         parsed.append(raw)
-        return json.loads(raw)
+        value: dict[str, int] = json.loads(raw)
+        return value
 
     return Memo(parse, size=3, max_bytes=40), parsed
 
