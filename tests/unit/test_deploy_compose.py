@@ -226,9 +226,23 @@ def test_replicas_of_one_span_bind_different_ports_and_report_them() -> None:
 
     from services.cli import bind_first_free
 
-    with socket.socket() as probe:
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    probe = socket.socket()
+    for _ in range(50):  # a port whose next two are free too (other tests hold ports)
+        probe.close()
+        probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]  # taken: the first replica skips it
+        base = probe.getsockname()[1]
+        if base < 65534 and free(base + 1) and free(base + 2):
+            break
+    with probe:  # `base` is taken: the first replica skips it
         first = bind_first_free("127.0.0.1", base, 3)
         second = bind_first_free("127.0.0.1", base, 3)
         try:
