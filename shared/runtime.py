@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
@@ -43,12 +46,14 @@ from shared.stream_consumer import StreamConsumer
 from shared.streams import ALERTS, StreamSpec
 from shared.tasks import cancel_all
 
-__all__ = ["Hook", "Runtime", "Service", "build_app", "create_runtime"]
+__all__ = ["Direct", "DirectHandler", "Hook", "Runtime", "Service", "build_app", "create_runtime"]
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 Hook = Callable[[], Awaitable[None]]
+# A route served without FastAPI's routing, dependencies and response handling (`Direct`).
+DirectHandler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -122,6 +127,10 @@ class Service:
     background: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
     health: HealthCheck | None = None
+    # (method, path) → handler: hot routes answered ahead of FastAPI's routing (`Direct`).
+    # Each must also be a route of `router`, which documents it and serves it where
+    # `Direct` does not (a root path); both must behave the same.
+    direct: dict[tuple[str, str], DirectHandler] = field(default_factory=dict)
 
 
 def create_runtime(
@@ -177,6 +186,52 @@ async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> No
                 log.debug("group check of %s failed: %s", consumer.group, exc)
 
 
+def _redis_failed(request: Request, exc: RedisError) -> JSONResponse:
+    """503 with Retry-After while Redis is down, restarting or failing over: nothing was
+    accepted, and senders (Alertmanager, PagerDuty clients) retry a 5xx."""
+    if is_unavailable(exc):
+        log.debug("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "Redis is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    log.error("%s %s: Redis error", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+class Direct:
+    """Serves a few hot routes (alert ingest) as plain ASGI, ahead of FastAPI's routing,
+    dependency injection and per-route exception handling, which cost more CPU than the
+    work of a one-alert request. Everything else goes on to the FastAPI app.
+
+    It sits inside `AccessMiddleware` and the app's outer middleware (errors → 500), so
+    those apply as to any route. A handler gets a plain `Request` and returns its response;
+    the exceptions FastAPI would handle for its routes are answered the same way here:
+    HTTPException (a guard's 401/415) by FastAPI's own handler, RedisError as `build_app`
+    does (503 + Retry-After while Redis is unavailable)."""
+
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], DirectHandler]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = None
+        if scope["type"] == "http" and not scope.get("root_path"):
+            handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except HTTPException as exc:
+            response = await http_exception_handler(request, exc)
+        except RedisError as exc:
+            response = _redis_failed(request, exc)
+        await response(scope, receive, send)
+
+
 def build_app(
     runtime: Runtime, services: list[Service], title: str = "Jarvis Responder"
 ) -> FastAPI:
@@ -216,6 +271,9 @@ def build_app(
             await runtime.redis.aclose()
 
     app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    direct = {key: handler for s in services for key, handler in s.direct.items()}
+    if direct:  # added first: inside AccessMiddleware
+        app.add_middleware(Direct, routes=direct)
     app.add_middleware(AccessMiddleware, policy=runtime.access)
 
     @app.exception_handler(RequestValidationError)
@@ -230,17 +288,8 @@ def build_app(
 
     @app.exception_handler(RedisError)
     async def redis_failed(request: Request, exc: RedisError) -> JSONResponse:
-        """503 with Retry-After while Redis is down, restarting or failing over: nothing was
-        accepted, and senders (Alertmanager, PagerDuty clients) retry a 5xx."""
-        if is_unavailable(exc):
-            log.debug("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
-            return JSONResponse(
-                {"detail": "Redis is unavailable; try again"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        log.error("%s %s: Redis error", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        """503 with Retry-After while Redis is down (`_redis_failed`)."""
+        return _redis_failed(request, exc)
 
     @app.get("/health", tags=["ops"])
     async def health(response: Response) -> dict[str, Any]:

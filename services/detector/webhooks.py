@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,14 +28,21 @@ from services.detector.budget import ServiceBudget
 from services.detector.external import PayloadError, from_alertmanager, from_grafana
 from services.detector.heartbeat import HeartbeatStore
 from services.detector.ingest import IngestError, parse_alerts
-from shared.access import AccessPolicy, ingest_guard, require_json
+from shared.access import (
+    AccessPolicy,
+    bearer_credentials,
+    ingest_guard,
+    ingest_sender,
+    require_json,
+)
 from shared.bus import EventBus, as_text
 from shared.clock import Clock
 from shared.envelope import own, owned_fingerprint, pagerduty_integration
 from shared.events import AlertRaised, IncidentAcknowledged
+from shared.runtime import DirectHandler
 from shared.settings import DetectorSettings
 
-__all__ = ["ALERTS_INGESTED", "build_router"]
+__all__ = ["ALERTS_INGESTED", "Ingress", "build_router"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,16 @@ def _json(body: bytes) -> Any:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Ingress:
+    """The detector's routes: all of them for FastAPI (the OpenAPI document, and any request
+    `Direct` does not take), and the ingest routes again for `shared.runtime.Direct`, which
+    serves them without FastAPI's per-request machinery; both run the same handlers."""
+
+    router: APIRouter
+    direct: dict[tuple[str, str], DirectHandler]
+
+
 def build_router(
     settings: DetectorSettings,
     bus: EventBus,
@@ -96,7 +114,7 @@ def build_router(
     clock: Clock,
     access: AccessPolicy,
     budget: ServiceBudget,
-) -> APIRouter:
+) -> Ingress:
     router = APIRouter(tags=["ingest"])
     limit = settings.max_body_bytes
     too_large = {"detail": f"body larger than {limit} bytes"}
@@ -117,10 +135,7 @@ def build_router(
             status_code=202,
         )
 
-    @router.post("/api/v1/alerts", status_code=202, responses=_ERRORS)  # type: ignore[arg-type]
-    async def post_alerts(request: Request, integration: str = sender) -> JSONResponse:
-        """Ingest one AlertRaised JSON object or a list; 202 once all are on the stream.
-        The envelope (`event_id`, `incident_id`, `source`, …) is the server's."""
+    async def own_alerts(request: Request, integration: str) -> JSONResponse:
         try:
             body = await _read(request, limit)
             alerts = parse_alerts(body, integration=integration, now=clock.now())
@@ -130,11 +145,37 @@ def build_router(
             return JSONResponse({"detail": exc.errors}, status_code=422)
         return await accept(alerts, "api")
 
+    @router.post("/api/v1/alerts", status_code=202, responses=_ERRORS)  # type: ignore[arg-type]
+    async def post_alerts(request: Request, integration: str = sender) -> JSONResponse:
+        """Ingest one AlertRaised JSON object or a list; 202 once all are on the stream.
+        The envelope (`event_id`, `incident_id`, `source`, …) is the server's."""
+        return await own_alerts(request, integration)
+
+    def direct(handler: Callable[[Request, str], Awaitable[JSONResponse]]) -> DirectHandler:
+        """`handler` served by `shared.runtime.Direct`: what the `sender` dependency does,
+        then the same handler as the route's."""
+
+        async def serve(request: Request) -> JSONResponse:
+            token = bearer_credentials(request.headers)
+            return await handler(request, ingest_sender(access, token, request.headers))
+
+        return serve
+
+    def routed(handler: Callable[[Request, str], Awaitable[JSONResponse]]) -> Callable[..., Any]:
+        """`handler` as a FastAPI route, the sender checked by the `sender` dependency."""
+
+        async def route(request: Request, integration: str = sender) -> JSONResponse:
+            return await handler(request, integration)
+
+        return route
+
+    routes: dict[tuple[str, str], DirectHandler] = {("POST", "/api/v1/alerts"): direct(own_alerts)}
+
     def external(
         source: str,
         mapper: Callable[[Any, list[str], datetime], tuple[list[AlertRaised], int]],
-    ) -> Callable[..., Any]:
-        async def receive(request: Request, integration: str = sender) -> JSONResponse:
+    ) -> Callable[[Request, str], Awaitable[JSONResponse]]:
+        async def receive(request: Request, integration: str) -> JSONResponse:
             try:
                 body = await _read(request, limit)
                 mapped, truncated = mapper(_json(body), settings.service_labels, clock.now())
@@ -157,9 +198,11 @@ def build_router(
         ("/webhooks/alertmanager", "alertmanager", from_alertmanager, "Alertmanager webhook v4"),
         ("/webhooks/grafana", "grafana", from_grafana, "Grafana unified-alerting webhook"),
     ):
+        handler = external(source, mapper)
+        routes["POST", path] = direct(handler)
         router.add_api_route(
             path,
-            external(source, mapper),
+            routed(handler),
             methods=["POST"],
             status_code=202,
             responses=_ERRORS,  # type: ignore[arg-type]
@@ -225,6 +268,7 @@ def build_router(
         )
 
     for path in ("/webhooks/pagerduty", "/webhooks/pagerduty/v2/enqueue"):
+        routes["POST", path] = post_pagerduty
         router.add_api_route(
             path,
             post_pagerduty,
@@ -252,7 +296,7 @@ def build_router(
         responses=_ERRORS,  # type: ignore[arg-type]
         summary="Heartbeat of a configured sender (dead man's switch)",
     )
-    return router
+    return Ingress(router, routes)
 
 
 def _pd_invalid(status: int, message: str, errors: list[str] | None = None) -> JSONResponse:
