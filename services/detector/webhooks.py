@@ -128,7 +128,7 @@ def build_router(
         if refused:
             return JSONResponse({"detail": budget.message(refused)}, status_code=429)
         if alerts:
-            await bus.publish_many(alerts)
+            await bus.publish_together(alerts)
         ALERTS_INGESTED.labels(source).inc(len(alerts))
         return JSONResponse(
             {"accepted": len(alerts), "event_ids": [a.event_id for a in alerts], **extra},

@@ -152,7 +152,7 @@ async def test_a_redis_error_under_a_direct_route_is_answered_as_under_fastapi(
     async def refused(*_: object, **__: object) -> list[str]:
         raise RedisConnectionError("Connection refused")
 
-    monkeypatch.setattr(EventBus, "publish_many", refused)
+    monkeypatch.setattr(EventBus, "publish_together", refused)
     answers = [await _answers(make_settings(), b) for b in (build_detector, _without_direct)]
     assert answers[0] == answers[1]
     assert answers[0][0] == (
