@@ -166,12 +166,12 @@ class AccessPolicy:
         name = _host_name(host)
         if not name:
             return False
-        if self.allowed_hosts is None:
+        if self.allowed_hosts is None or name in self.allowed_hosts:
             return True
         try:
             ipaddress.ip_address(name)
         except ValueError:
-            return name in self.allowed_hosts
+            return False
         return True  # an address cannot be another site's name
 
 

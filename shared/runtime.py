@@ -29,7 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import Receive, Scope, Send
 
 from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
@@ -46,7 +47,16 @@ from shared.stream_consumer import StreamConsumer
 from shared.streams import ALERTS, StreamSpec
 from shared.tasks import cancel_all
 
-__all__ = ["Direct", "DirectHandler", "Hook", "Runtime", "Service", "build_app", "create_runtime"]
+__all__ = [
+    "App",
+    "Direct",
+    "DirectHandler",
+    "Hook",
+    "Runtime",
+    "Service",
+    "build_app",
+    "create_runtime",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +137,7 @@ class Service:
     background: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
     health: HealthCheck | None = None
-    # (method, path) → handler: hot routes answered ahead of FastAPI's routing (`Direct`).
+    # (method, path) → handler: hot routes answered ahead of FastAPI (`Direct`).
     # Each must also be a route of `router`, which documents it and serves it where
     # `Direct` does not (a root path); both must behave the same.
     direct: dict[tuple[str, str], DirectHandler] = field(default_factory=dict)
@@ -201,35 +211,56 @@ def _redis_failed(request: Request, exc: RedisError) -> JSONResponse:
 
 
 class Direct:
-    """Serves a few hot routes (alert ingest) as plain ASGI, ahead of FastAPI's routing,
-    dependency injection and per-route exception handling, which cost more CPU than the
-    work of a one-alert request. Everything else goes on to the FastAPI app.
+    """Serves a few hot routes (alert ingest) as plain ASGI, ahead of FastAPI: its routing,
+    dependency injection, exception middleware and telemetry cost more CPU than the work
+    of a one-alert request. `App` hands it exactly those (method, path) pairs.
 
-    It sits inside `AccessMiddleware` and the app's outer middleware (errors → 500), so
-    those apply as to any route. A handler gets a plain `Request` and returns its response;
-    the exceptions FastAPI would handle for its routes are answered the same way here:
-    HTTPException (a guard's 401/415) by FastAPI's own handler, RedisError as `build_app`
-    does (503 + Retry-After while Redis is unavailable)."""
+    The same `AccessMiddleware` runs first, and errors are answered by the same
+    `ServerErrorMiddleware` (a 500, the exception re-raised for the server to log). A
+    handler gets a plain `Request` and returns its response; the exceptions FastAPI
+    handles for its routes are answered the same way here: HTTPException (a guard's
+    401/415) by FastAPI's own handler, RedisError as `build_app` does (503 + Retry-After
+    while Redis is unavailable). Not done here: FastAPI's native OpenTelemetry spans and
+    metrics, which only exist when an OpenTelemetry SDK is configured in the process
+    (this program configures none)."""
 
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], DirectHandler]) -> None:
-        self.app = app
+    def __init__(self, routes: dict[tuple[str, str], DirectHandler], policy: AccessPolicy) -> None:
         self.routes = routes
+        self._stack = ServerErrorMiddleware(AccessMiddleware(self._serve, policy=policy))
+
+    def serves(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and (scope["method"], scope["path"]) in self.routes
+            and not scope.get("root_path")
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = None
-        if scope["type"] == "http" and not scope.get("root_path"):
-            handler = self.routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
+        await self._stack(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await handler(request)
+            response = await self.routes[scope["method"], scope["path"]](request)
         except HTTPException as exc:
             response = await http_exception_handler(request, exc)
         except RedisError as exc:
             response = _redis_failed(request, exc)
         await response(scope, receive, send)
+
+
+class App(FastAPI):
+    """The FastAPI app, with `Direct` in front for the routes it serves."""
+
+    direct: Direct | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = self.direct
+        if direct is not None and direct.serves(scope):
+            scope["app"] = self
+            await direct(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_app(
@@ -270,11 +301,11 @@ def build_app(
                     await hook()
             await runtime.redis.aclose()
 
-    app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
-    direct = {key: handler for s in services for key, handler in s.direct.items()}
-    if direct:  # added first: inside AccessMiddleware
-        app.add_middleware(Direct, routes=direct)
+    app = App(title=title, lifespan=lifespan, version="0.1.0")
     app.add_middleware(AccessMiddleware, policy=runtime.access)
+    direct = {key: handler for s in services for key, handler in s.direct.items()}
+    if direct:
+        app.direct = Direct(direct, runtime.access)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

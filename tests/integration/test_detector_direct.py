@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.detector.main import build as build_detector
 from shared.bus import EventBus
-from shared.runtime import Runtime, Service
+from shared.runtime import Runtime, Service, build_app, create_runtime
 from shared.settings import Settings
 from tests.helpers import read_stream, running
 
@@ -173,3 +174,34 @@ async def test_direct_is_inside_the_access_middleware(
         assert foreign.status_code == 403
         assert "Origin" in foreign.json()["detail"]
     assert await read_stream(redis, "jarvis:alerts") == []
+
+
+async def test_the_202_is_the_body_jsonresponse_would_send(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running(make_settings(), [build_detector]) as (client, _):
+        for alerts in ([_ALERT], [_ALERT, {**_ALERT, "service": "redis"}]):
+            answer = await client.post("/api/v1/alerts", json=alerts)
+            assert answer.status_code == 202
+            assert answer.content == JSONResponse(answer.json()).body
+            assert answer.headers["content-type"] == "application/json"
+
+
+async def test_an_unexpected_error_is_a_500_as_under_fastapi(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("services.detector.webhooks.parse_alerts", broken)
+    answers = []
+    for build in (build_detector, _without_direct):
+        settings = make_settings()
+        runtime = create_runtime(settings, settings.redis_url)
+        app = build_app(runtime, [build(runtime)])
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                answer = await c.post("/api/v1/alerts", json=_ALERT)
+                answers.append((answer.status_code, answer.text))
+    assert answers == [(500, "Internal Server Error")] * 2
