@@ -301,11 +301,13 @@ def build_router(
     return Ingress(router, routes)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _accepted(event_ids: list[str]) -> Response:
     """The 202 of `{"accepted": n, "event_ids": [...]}`, the bytes JSONResponse would send,
     without building a JSON encoder per answer (ids are UUIDs: ASCII, nothing to escape)."""
-    ids = ",".join(map(json.dumps, event_ids))
-    body = f'{{"accepted":{len(event_ids)},"event_ids":[{ids}]}}'
+    body = f'{{"accepted":{len(event_ids)},"event_ids":{_COMPACT.encode(event_ids)}}}'
     return Response(body.encode(), status_code=202, media_type="application/json")
 
 
