@@ -121,7 +121,15 @@ def own_claim(
             "event_id": event_id,
         }
     )
-    return own(alert, integration=integration, event_id=event_id)
+    # What `own` would copy in, set on this alert instead: no one else has seen it yet, and
+    # the envelope fields `own` clears were never read from the claim (_SERVER_OWNED).
+    owned = {
+        "fingerprint": owned_fingerprint(integration, alert.fingerprint),
+        "integration": integration,
+    }
+    alert.__dict__.update(owned)
+    alert.__pydantic_fields_set__.update(owned)
+    return alert
 
 
 def own(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from shared.envelope import _Claim, own_claim, owned_event_id
-from shared.events import AlertSource
+from shared.envelope import _SERVER_OWNED, _Claim, own, own_claim, owned_event_id
+from shared.events import AlertRaised, AlertSource
 
 pytestmark = pytest.mark.unit
 
@@ -40,3 +40,38 @@ def test_claims_are_read_when_sent_and_only_then() -> None:
             now=NOW,
         )
     assert bad.value.errors()[0]["loc"] == ("event_id",)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"service": "backend"},
+        {"service": "backend", "fingerprint": "f" * 256, "labels": {"a": "1"}},
+        {"service": "db", "incident_id": "x", "integration": "forged", "status": "resolved"},
+        {"service": "db", "event_id": "e-1", "occurred_at": "2026-03-01T11:00:00Z"},
+    ],
+)
+def test_own_claim_is_own_of_the_validated_claim(claim: dict[str, object]) -> None:
+    """own_claim sets the owned fields in place; the alert is the one `own` would copy."""
+    alert = own_claim(claim, integration="team-a", source=AlertSource.API, now=NOW)
+    event_id = alert.event_id
+    data = {k: v for k, v in claim.items() if k not in _SERVER_OWNED}
+    if "occurred_at" in claim:
+        data["starts_at"] = claim["occurred_at"]
+    copied = own(
+        AlertRaised.model_validate(
+            {
+                **data,
+                "source": "api",
+                "producer": "detector",
+                "occurred_at": NOW,
+                "event_id": event_id,
+            }
+        ),
+        integration="team-a",
+        event_id=event_id,
+    )
+    assert alert == copied
+    assert alert.to_json() == copied.to_json()
+    assert alert.model_fields_set <= copied.model_fields_set
+    assert alert.fingerprint.startswith("ext:team-a:")
