@@ -6,9 +6,9 @@ every stream. Nothing is trimmed on the way in: streams are trimmed later, only 
 what every consumer group has acknowledged (shared/retention.py).
 
 HTTP ingest, many requests in flight at once, appends through `StreamAppender`: the
-entries of every caller waiting at that moment go to Redis in one round trip (one script
-call that XADDs each, in order), the next batch as soon as that one is answered. Each
-caller still returns only once its own entries are on the stream.
+entries of the callers of one turn of the event loop go to Redis in one round trip (one
+script call that XADDs each, in order). Each caller still returns only once its own
+entries are on the stream.
 """
 
 from __future__ import annotations
@@ -106,13 +106,14 @@ Fields = dict[FieldT, EncodableT]
 
 
 class StreamAppender:
-    """Appends entries to one stream for many concurrent callers, one round trip at a time.
+    """Appends entries to one stream for many concurrent callers, in few round trips.
 
-    Callers queue their entries; while no round trip is in flight, the first caller's
-    arrival schedules one for the next turn of the event loop, which takes every caller
-    queued by then (each caller's entries stay together and in order). Callers arriving
-    meanwhile wait for the next. A caller returns when its entries are on the stream, or
-    raises what Redis raised for its round trip (then some entries of it may be on the
+    Callers queue their entries; the first caller of a turn of the event loop schedules a
+    round trip, which takes every caller queued by the time it starts (each caller's
+    entries together and in order; at most `_BATCH_ENTRIES` per round trip, unless one
+    caller brings more). Callers arriving while it is in flight start the next one: no one
+    waits behind another's round trip. A caller returns when its entries are on the stream,
+    or raises what Redis raised for its round trip (then some entries of it may be on the
     stream, as with a pipeline: a caller that retries may add them twice).
     One entry alone is a plain XADD; more are one script call (redis-py's command building
     and reply parsing, per command, cost more than the script).
@@ -123,7 +124,7 @@ class StreamAppender:
         self._key = key
         self._script = redis.register_script(_XADD_EACH)
         self._queue: deque[tuple[Sequence[Fields], asyncio.Future[list[str]]]] = deque()
-        self._flushing: asyncio.Task[None] | None = None
+        self._next: asyncio.Task[None] | None = None  # the round trip not started yet
 
     async def append(self, entries: Sequence[Fields]) -> list[str]:
         """Append `entries` in order; their ids once Redis has them all."""
@@ -132,26 +133,22 @@ class StreamAppender:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[str]] = loop.create_future()
         self._queue.append((entries, done))
-        flushing = self._flushing
-        if flushing is None or flushing.get_loop() is not loop:  # (a test's earlier loop)
-            self._flushing = loop.create_task(self._flush())
+        upcoming = self._next
+        # (done: cancelled before it started; another loop: a test's earlier one)
+        if upcoming is None or upcoming.done() or upcoming.get_loop() is not loop:
+            self._next = loop.create_task(self._flush())
         return await done
 
     async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = [self._queue.popleft()]
-                size = len(batch[0][0])
-                while self._queue and size + len(self._queue[0][0]) <= _BATCH_ENTRIES:
-                    batch.append(self._queue.popleft())
-                    size += len(batch[-1][0])
-                await self._send(batch)
-        except BaseException:  # cancelled (shutdown): so are the callers still queued
-            while self._queue:
-                self._queue.popleft()[1].cancel()
-            raise
-        finally:
-            self._flushing = None
+        self._next = None  # callers from now on go to the next round trip
+        batch = [self._queue.popleft()]
+        size = len(batch[0][0])
+        while self._queue and size + len(self._queue[0][0]) <= _BATCH_ENTRIES:
+            batch.append(self._queue.popleft())
+            size += len(batch[-1][0])
+        if self._queue:  # more than one round trip takes: the rest in the next
+            self._next = asyncio.get_running_loop().create_task(self._flush())
+        await self._send(batch)
 
     async def _send(self, batch: list[tuple[Sequence[Fields], asyncio.Future[list[str]]]]) -> None:
         try:

@@ -92,3 +92,26 @@ async def test_publish_together_takes_events_of_one_stream(redis: Redis) -> None
     assert await bus.publish_together([]) == []
     with pytest.raises(ValueError, match="one stream"):
         await bus.publish_together([alerts[0], IncidentAcknowledged(incident_id="i", by="x")])
+
+
+async def test_a_round_trip_takes_a_bounded_number_of_entries(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.bus._BATCH_ENTRIES", 5)
+    appender = StreamAppender(redis, "s")
+    await appender.append([{"__data__": "loads the script"}] * 2)
+    await redis.delete("s")
+    await redis.config_resetstat()
+    batches = [[{"__data__": f"{c}-{i}"} for i in range(3)] for c in range(4)] + [
+        [{"__data__": f"big-{i}"} for i in range(7)]  # more than a round trip: alone
+    ]
+    ids = await asyncio.gather(*(appender.append(entries) for entries in batches))
+    assert [len(got) for got in ids] == [3, 3, 3, 3, 7]
+    # round trips run side by side: each caller's entries are together and in order
+    data = {i.decode(): f[b"__data__"].decode() for i, f in await redis.xrange("s")}
+    for got, batch in zip(ids, batches, strict=True):
+        assert [data[i] for i in got] == [f["__data__"] for f in batch]
+        positions = [list(data).index(i) for i in got]
+        assert positions == list(range(positions[0], positions[0] + len(got)))
+    calls = {k: v["calls"] for k, v in (await redis.info("commandstats")).items()}
+    assert calls.get("cmdstat_evalsha", 0) == 5  # 3 + 3 + 3 + 3 + 7: each its own
