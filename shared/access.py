@@ -42,8 +42,11 @@ __all__ = [
     "AccessMiddleware",
     "AccessPolicy",
     "Refusal",
+    "bearer_credentials",
     "check_exposure",
+    "check_json",
     "ingest_guard",
+    "ingest_sender",
     "is_loopback",
     "operator_guard",
     "require_json",
@@ -163,12 +166,12 @@ class AccessPolicy:
         name = _host_name(host)
         if not name:
             return False
-        if self.allowed_hosts is None:
+        if self.allowed_hosts is None or name in self.allowed_hosts:
             return True
         try:
             ipaddress.ip_address(name)
         except ValueError:
-            return name in self.allowed_hosts
+            return False
         return True  # an address cannot be another site's name
 
 
@@ -194,7 +197,11 @@ class AccessMiddleware:
 def require_json(request: Request) -> None:
     """415 for a body that is not JSON: a browser can send text/plain or a form to any site
     without asking first, but never application/json."""
-    headers = request.headers
+    check_json(request.headers)
+
+
+def check_json(headers: Headers) -> None:
+    """`require_json` on the headers alone (for routes served without FastAPI's routing)."""
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if not has_body:
         return
@@ -242,16 +249,34 @@ def ingest_guard(policy: AccessPolicy) -> Callable[..., Awaitable[str]]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_scheme),  # noqa: B008
     ) -> str:
-        name = ANONYMOUS
-        if policy.locked:
-            found = policy.integration_of(credentials.credentials if credentials else None)
-            if found is None:
-                raise _unauthorized("JARVIS_API_TOKEN or detector.ingest_tokens")
-            name = found
-        require_json(request)
-        return name
+        return ingest_sender(
+            policy, credentials.credentials if credentials else None, request.headers
+        )
 
     return guard
+
+
+def ingest_sender(policy: AccessPolicy, token: str | None, headers: Headers) -> str:
+    """What `ingest_guard` checks, given the bearer token: the integration's name, or
+    HTTPException (401 for a missing or unknown token once one is set, 415 for no JSON)."""
+    name = ANONYMOUS
+    if policy.locked:
+        found = policy.integration_of(token)
+        if found is None:
+            raise _unauthorized("JARVIS_API_TOKEN or detector.ingest_tokens")
+        name = found
+    check_json(headers)
+    return name
+
+
+def bearer_credentials(headers: Headers) -> str | None:
+    """The token of `Authorization: Bearer <token>` exactly as FastAPI's `HTTPBearer`
+    (auto_error off) reads it: None for no header, another scheme or an empty token."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if not (scheme and token) or scheme.lower() != "bearer":
+        return None
+    return token
 
 
 def _host_name(host: str) -> str:

@@ -93,6 +93,9 @@ class _Claim(BaseModel):
     occurred_at: datetime | None = None
 
 
+_NOTHING_CLAIMED = _Claim()
+
+
 def own_claim(
     claim: Mapping[str, Any], *, integration: str, source: AlertSource, now: datetime
 ) -> AlertRaised:
@@ -100,7 +103,9 @@ def own_claim(
 
     Raises pydantic's ValidationError naming the bad fields.
     """
-    said = _Claim.model_validate(claim)
+    # Most senders claim neither: nothing to read then (the same as validating no fields).
+    claims = "event_id" in claim or "occurred_at" in claim  # (the fields of _Claim)
+    said = _Claim.model_validate(claim) if claims else _NOTHING_CLAIMED
     data = {k: v for k, v in claim.items() if k not in _SERVER_OWNED}
     if said.occurred_at is not None:
         resolved = data.get("status") == AlertStatus.RESOLVED.value
@@ -116,7 +121,15 @@ def own_claim(
             "event_id": event_id,
         }
     )
-    return own(alert, integration=integration, event_id=event_id)
+    # What `own` would copy in, set on this alert instead: no one else has seen it yet, and
+    # the envelope fields `own` clears were never read from the claim (_SERVER_OWNED).
+    owned = {
+        "fingerprint": owned_fingerprint(integration, alert.fingerprint),
+        "integration": integration,
+    }
+    alert.__dict__.update(owned)
+    alert.__pydantic_fields_set__.update(owned)
+    return alert
 
 
 def own(

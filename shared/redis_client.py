@@ -303,5 +303,11 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ReadOnlyError | OSError):
         return True
     if isinstance(exc, ResponseError):
-        return str(exc).split(" ", 1)[0].upper() in _UNAVAILABLE_REPLIES
+        text = str(exc)
+        if text.split(" ", 1)[0].upper() in _UNAVAILABLE_REPLIES:
+            return True
+        # Redis < 7 wraps the error of a command a script called: "Error running script
+        # (call to f_…): @user_script:3: @user_script: 3: -READONLY You can't write …".
+        _, wrapped, reply = text.rpartition(": -")
+        return bool(wrapped) and reply.split(" ", 1)[0].upper() in _UNAVAILABLE_REPLIES
     return False

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import Receive, Scope, Send
 
 from shared.access import AccessMiddleware, AccessPolicy
 from shared.asyncapi import asyncapi_document
@@ -43,12 +47,23 @@ from shared.stream_consumer import StreamConsumer
 from shared.streams import ALERTS, StreamSpec
 from shared.tasks import cancel_all
 
-__all__ = ["Hook", "Runtime", "Service", "build_app", "create_runtime"]
+__all__ = [
+    "App",
+    "Direct",
+    "DirectHandler",
+    "Hook",
+    "Runtime",
+    "Service",
+    "build_app",
+    "create_runtime",
+]
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 Hook = Callable[[], Awaitable[None]]
+# A route served without FastAPI's routing, dependencies and response handling (`Direct`).
+DirectHandler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -122,6 +137,10 @@ class Service:
     background: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
     health: HealthCheck | None = None
+    # (method, path) → handler: hot routes answered ahead of FastAPI (`Direct`).
+    # Each must also be a route of `router`, which documents it and serves it where
+    # `Direct` does not (a root path); both must behave the same.
+    direct: dict[tuple[str, str], DirectHandler] = field(default_factory=dict)
 
 
 def create_runtime(
@@ -177,6 +196,73 @@ async def _watch_groups(runtime: Runtime, consumers: list[StreamConsumer]) -> No
                 log.debug("group check of %s failed: %s", consumer.group, exc)
 
 
+def _redis_failed(request: Request, exc: RedisError) -> JSONResponse:
+    """503 with Retry-After while Redis is down, restarting or failing over: nothing was
+    accepted, and senders (Alertmanager, PagerDuty clients) retry a 5xx."""
+    if is_unavailable(exc):
+        log.debug("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "Redis is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    log.error("%s %s: Redis error", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+class Direct:
+    """Serves a few hot routes (alert ingest) as plain ASGI, ahead of FastAPI: its routing,
+    dependency injection, exception middleware and telemetry cost more CPU than the work
+    of a one-alert request. `App` hands it exactly those (method, path) pairs.
+
+    The same `AccessMiddleware` runs first, and errors are answered by the same
+    `ServerErrorMiddleware` (a 500, the exception re-raised for the server to log). A
+    handler gets a plain `Request` and returns its response; the exceptions FastAPI
+    handles for its routes are answered the same way here: HTTPException (a guard's
+    401/415) by FastAPI's own handler, RedisError as `build_app` does (503 + Retry-After
+    while Redis is unavailable). Not done here: FastAPI's native OpenTelemetry spans and
+    metrics, which only exist when an OpenTelemetry SDK is configured in the process
+    (this program configures none)."""
+
+    def __init__(self, routes: dict[tuple[str, str], DirectHandler], policy: AccessPolicy) -> None:
+        self.routes = routes
+        self._stack = ServerErrorMiddleware(AccessMiddleware(self._serve, policy=policy))
+
+    def serves(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and (scope["method"], scope["path"]) in self.routes
+            and not scope.get("root_path")
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._stack(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.routes[scope["method"], scope["path"]](request)
+        except HTTPException as exc:
+            response = await http_exception_handler(request, exc)
+        except RedisError as exc:
+            response = _redis_failed(request, exc)
+        await response(scope, receive, send)
+
+
+class App(FastAPI):
+    """The FastAPI app, with `Direct` in front for the routes it serves."""
+
+    direct: Direct | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = self.direct
+        if direct is not None and direct.serves(scope):
+            scope["app"] = self
+            await direct(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(
     runtime: Runtime, services: list[Service], title: str = "Jarvis Responder"
 ) -> FastAPI:
@@ -215,8 +301,11 @@ def build_app(
                     await hook()
             await runtime.redis.aclose()
 
-    app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    app = App(title=title, lifespan=lifespan, version="0.1.0")
     app.add_middleware(AccessMiddleware, policy=runtime.access)
+    direct = {key: handler for s in services for key, handler in s.direct.items()}
+    if direct:
+        app.direct = Direct(direct, runtime.access)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -230,17 +319,8 @@ def build_app(
 
     @app.exception_handler(RedisError)
     async def redis_failed(request: Request, exc: RedisError) -> JSONResponse:
-        """503 with Retry-After while Redis is down, restarting or failing over: nothing was
-        accepted, and senders (Alertmanager, PagerDuty clients) retry a 5xx."""
-        if is_unavailable(exc):
-            log.debug("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
-            return JSONResponse(
-                {"detail": "Redis is unavailable; try again"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        log.error("%s %s: Redis error", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        """503 with Retry-After while Redis is down (`_redis_failed`)."""
+        return _redis_failed(request, exc)
 
     @app.get("/health", tags=["ops"])
     async def health(response: Response) -> dict[str, Any]:

@@ -202,16 +202,18 @@ def build(runtime: Runtime) -> Service:
             if closer is not None:
                 await closer()
 
+    ingress = build_router(
+        settings,
+        bus,
+        runtime.redis,
+        runtime.clock,
+        runtime.access,
+        ServiceBudget(runtime.redis, runtime.settings),
+    )
     return Service(
         name=NAME,
-        router=build_router(
-            settings,
-            bus,
-            runtime.redis,
-            runtime.clock,
-            runtime.access,
-            ServiceBudget(runtime.redis, runtime.settings),
-        ),
+        router=ingress.router,
+        direct=ingress.direct,
         # The lease is taken whenever probing is on, even with no probe configured:
         # `prober` in /health says which replica probes.
         background=[

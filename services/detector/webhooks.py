@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -27,14 +28,21 @@ from services.detector.budget import ServiceBudget
 from services.detector.external import PayloadError, from_alertmanager, from_grafana
 from services.detector.heartbeat import HeartbeatStore
 from services.detector.ingest import IngestError, parse_alerts
-from shared.access import AccessPolicy, ingest_guard, require_json
+from shared.access import (
+    AccessPolicy,
+    bearer_credentials,
+    ingest_guard,
+    ingest_sender,
+    require_json,
+)
 from shared.bus import EventBus, as_text
 from shared.clock import Clock
 from shared.envelope import own, owned_fingerprint, pagerduty_integration
 from shared.events import AlertRaised, IncidentAcknowledged
+from shared.runtime import DirectHandler
 from shared.settings import DetectorSettings
 
-__all__ = ["ALERTS_INGESTED", "build_router"]
+__all__ = ["ALERTS_INGESTED", "Ingress", "build_router"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,16 @@ def _json(body: bytes) -> Any:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Ingress:
+    """The detector's routes: all of them for FastAPI (the OpenAPI document, and any request
+    `Direct` does not take), and the ingest routes again for `shared.runtime.Direct`, which
+    serves them without FastAPI's per-request machinery; both run the same handlers."""
+
+    router: APIRouter
+    direct: dict[tuple[str, str], DirectHandler]
+
+
 def build_router(
     settings: DetectorSettings,
     bus: EventBus,
@@ -96,7 +114,7 @@ def build_router(
     clock: Clock,
     access: AccessPolicy,
     budget: ServiceBudget,
-) -> APIRouter:
+) -> Ingress:
     router = APIRouter(tags=["ingest"])
     limit = settings.max_body_bytes
     too_large = {"detail": f"body larger than {limit} bytes"}
@@ -105,22 +123,21 @@ def build_router(
     # Who sends: the name of the integration whose token came with the request.
     sender = Depends(ingest_guard(access))
 
-    async def accept(alerts: list[AlertRaised], source: str, **extra: Any) -> JSONResponse:
+    async def accept(alerts: list[AlertRaised], source: str, **extra: Any) -> Response:
         refused = await budget.over((a.service for a in alerts), clock.now())
         if refused:
             return JSONResponse({"detail": budget.message(refused)}, status_code=429)
         if alerts:
-            await bus.publish_many(alerts)
+            await bus.publish_together(alerts)
         ALERTS_INGESTED.labels(source).inc(len(alerts))
-        return JSONResponse(
-            {"accepted": len(alerts), "event_ids": [a.event_id for a in alerts], **extra},
-            status_code=202,
-        )
+        if extra:
+            return JSONResponse(
+                {"accepted": len(alerts), "event_ids": [a.event_id for a in alerts], **extra},
+                status_code=202,
+            )
+        return _accepted([a.event_id for a in alerts])
 
-    @router.post("/api/v1/alerts", status_code=202, responses=_ERRORS)  # type: ignore[arg-type]
-    async def post_alerts(request: Request, integration: str = sender) -> JSONResponse:
-        """Ingest one AlertRaised JSON object or a list; 202 once all are on the stream.
-        The envelope (`event_id`, `incident_id`, `source`, …) is the server's."""
+    async def own_alerts(request: Request, integration: str) -> Response:
         try:
             body = await _read(request, limit)
             alerts = parse_alerts(body, integration=integration, now=clock.now())
@@ -130,11 +147,37 @@ def build_router(
             return JSONResponse({"detail": exc.errors}, status_code=422)
         return await accept(alerts, "api")
 
+    @router.post("/api/v1/alerts", status_code=202, responses=_ERRORS)  # type: ignore[arg-type]
+    async def post_alerts(request: Request, integration: str = sender) -> Response:
+        """Ingest one AlertRaised JSON object or a list; 202 once all are on the stream.
+        The envelope (`event_id`, `incident_id`, `source`, …) is the server's."""
+        return await own_alerts(request, integration)
+
+    def direct(handler: Callable[[Request, str], Awaitable[Response]]) -> DirectHandler:
+        """`handler` served by `shared.runtime.Direct`: what the `sender` dependency does,
+        then the same handler as the route's."""
+
+        async def serve(request: Request) -> Response:
+            token = bearer_credentials(request.headers)
+            return await handler(request, ingest_sender(access, token, request.headers))
+
+        return serve
+
+    def routed(handler: Callable[[Request, str], Awaitable[Response]]) -> Callable[..., Any]:
+        """`handler` as a FastAPI route, the sender checked by the `sender` dependency."""
+
+        async def route(request: Request, integration: str = sender) -> Response:
+            return await handler(request, integration)
+
+        return route
+
+    routes: dict[tuple[str, str], DirectHandler] = {("POST", "/api/v1/alerts"): direct(own_alerts)}
+
     def external(
         source: str,
         mapper: Callable[[Any, list[str], datetime], tuple[list[AlertRaised], int]],
-    ) -> Callable[..., Any]:
-        async def receive(request: Request, integration: str = sender) -> JSONResponse:
+    ) -> Callable[[Request, str], Awaitable[Response]]:
+        async def receive(request: Request, integration: str) -> Response:
             try:
                 body = await _read(request, limit)
                 mapped, truncated = mapper(_json(body), settings.service_labels, clock.now())
@@ -157,9 +200,11 @@ def build_router(
         ("/webhooks/alertmanager", "alertmanager", from_alertmanager, "Alertmanager webhook v4"),
         ("/webhooks/grafana", "grafana", from_grafana, "Grafana unified-alerting webhook"),
     ):
+        handler = external(source, mapper)
+        routes["POST", path] = direct(handler)
         router.add_api_route(
             path,
-            external(source, mapper),
+            routed(handler),
             methods=["POST"],
             status_code=202,
             responses=_ERRORS,  # type: ignore[arg-type]
@@ -225,6 +270,7 @@ def build_router(
         )
 
     for path in ("/webhooks/pagerduty", "/webhooks/pagerduty/v2/enqueue"):
+        routes["POST", path] = post_pagerduty
         router.add_api_route(
             path,
             post_pagerduty,
@@ -252,7 +298,17 @@ def build_router(
         responses=_ERRORS,  # type: ignore[arg-type]
         summary="Heartbeat of a configured sender (dead man's switch)",
     )
-    return router
+    return Ingress(router, routes)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def _accepted(event_ids: list[str]) -> Response:
+    """The 202 of `{"accepted": n, "event_ids": [...]}`, the bytes JSONResponse would send,
+    without building a JSON encoder per answer (ids are UUIDs: ASCII, nothing to escape)."""
+    body = f'{{"accepted":{len(event_ids)},"event_ids":{_COMPACT.encode(event_ids)}}}'
+    return Response(body.encode(), status_code=202, media_type="application/json")
 
 
 def _pd_invalid(status: int, message: str, errors: list[str] | None = None) -> JSONResponse:

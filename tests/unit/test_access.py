@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.security import HTTPBearer
+from starlette.datastructures import Headers
+from starlette.requests import Request
 
-from shared.access import check_exposure, is_loopback
+from shared.access import bearer_credentials, check_exposure, is_loopback
 from shared.settings import ConfigError, Settings
 
 pytestmark = pytest.mark.unit
@@ -35,3 +38,29 @@ def test_a_public_address_needs_a_token() -> None:
         check_exposure(Settings(http_host="0.0.0.0", api_token=""))
     check_exposure(Settings(http_host="0.0.0.0", api_token="t"))
     check_exposure(Settings(http_host="127.0.0.1"))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer   ",
+        "Bearer t0ken",
+        "bearer t0ken",
+        "BEARER  t0ken  ",
+        "Bearer a b",
+        "Basic dXNlcjpwYXNz",
+        "Token t0ken",
+        " Bearer t0ken",
+    ],
+)
+async def test_bearer_credentials_read_as_fastapis_http_bearer(authorization: str | None) -> None:
+    """The routes `Direct` serves read the token as the FastAPI routes' dependency does."""
+    raw = [] if authorization is None else [(b"authorization", authorization.encode())]
+    request = Request({"type": "http", "headers": raw})
+    found = await HTTPBearer(auto_error=False)(request)
+    expected = found.credentials if found else None
+    assert bearer_credentials(Headers(raw=raw)) == expected

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.events import (
@@ -41,6 +45,39 @@ def test_events_are_frozen() -> None:
     alert = AlertRaised(service="backend")
     with pytest.raises(ValidationError):
         alert.service = "other"  # type: ignore[misc]
+
+
+def _fingerprint_as_json_dumps(
+    source: str, service: str, check: str, labels: dict[str, str]
+) -> str:
+    """How fingerprints were derived before: stored fingerprints must not change."""
+    canonical = json.dumps(
+        {"source": source, "service": service, "check": check, "labels": labels},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\x00\n\u2028\ud800é€😀'))
+
+
+@given(_TEXT, _TEXT, _TEXT, st.dictionaries(_TEXT, _TEXT, max_size=6))
+def test_fingerprints_are_those_json_dumps_gave(
+    source: str, service: str, check: str, labels: dict[str, str]
+) -> None:
+    assert derive_fingerprint(source, service, check, labels) == _fingerprint_as_json_dumps(
+        source, service, check, labels
+    )
+
+
+def test_known_fingerprints_stay() -> None:
+    assert derive_fingerprint("stream", "backend", "health", {"a": "1", "b": "2"}) == (
+        _fingerprint_as_json_dumps("stream", "backend", "health", {"b": "2", "a": "1"})
+    )
+    assert derive_fingerprint("api", "é", "x", {}) == _fingerprint_as_json_dumps(
+        "api", "é", "x", {}
+    )
 
 
 def test_fingerprint_is_derived_and_stable() -> None:

@@ -181,6 +181,21 @@ def test_a_bad_redis_setting_stops_the_start_naming_it(
             True,
         ),
         (ConnectionResetError(104, "reset"), True),
+        # Redis 6.2 wraps the error of a command a script called (7.x answers READONLY).
+        (
+            ResponseError(
+                "Error running script (call to f_0123): @user_script:3: @user_script: 3: "
+                "-READONLY You can't write against a read only replica."
+            ),
+            True,
+        ),
+        (
+            ResponseError(
+                "Error running script (call to f_0123): @user_script:3: @user_script: 3: "
+                "-WRONGTYPE Operation against a key holding the wrong kind of value"
+            ),
+            False,
+        ),
         (ResponseError("NOGROUP No such key 'jarvis:alerts' or consumer group"), False),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), False),
         (ValueError("not redis"), False),
