@@ -113,7 +113,7 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
     try:
         runtime = create_runtime(settings, location)
         services = [SERVICES[name](runtime) for name in names]
-        app = build_app(runtime, services)
+        app = build_app(runtime, services, freeze_after_start=True)
         tls = settings.http_tls_certfile, settings.http_tls_keyfile
         config = uvicorn.Config(
             app,
