@@ -155,19 +155,21 @@ class Phase:
 
 async def drive(
     client: httpx.AsyncClient,
-    url: str,
+    urls: list[str],
     body: Callable[[int], list[dict[str, Any]]],
     per_request: int,
     seconds: float,
     start: int = 0,
 ) -> tuple[int, float, int]:
     """POST for `seconds` with IN_FLIGHT requests in flight; (requests, elapsed, next index).
-    Every answer must be 2xx: a refused alert is a failed benchmark, not a fast one."""
+    With several `urls` (replicas), each of the IN_FLIGHT workers keeps to one of them, as
+    a connection-balancing proxy would. Every answer must be 2xx: a refused alert is a
+    failed benchmark, not a fast one."""
     counter = start
     done = 0
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         nonlocal counter, done
         while time.perf_counter() < deadline:
             first = counter
@@ -178,12 +180,12 @@ async def drive(
             done += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    await asyncio.gather(*(worker(urls[k % len(urls)]) for k in range(IN_FLIGHT)))
     return done, time.perf_counter() - started, counter
 
 
 async def measure(
-    targets: dict[str, tuple[str, Maker, list[int]]],
+    targets: dict[str, tuple[list[str], Maker, list[int]]],
     sizes: tuple[int, ...],
     seconds: float,
     warmup: float,
@@ -194,14 +196,14 @@ async def measure(
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         index = 0
         for size in sizes:
-            for name, (url, make, pids) in targets.items():
+            for name, (urls, make, pids) in targets.items():
 
                 def body(first: int, make: Maker = make, size: int = size) -> list[dict[str, Any]]:
                     return make(first, size)
 
-                _, _, index = await drive(client, url, body, size, warmup, index)
+                _, _, index = await drive(client, urls, body, size, warmup, index)
                 before = sum(cpu_seconds(pid) for pid in pids)
-                requests, elapsed, index = await drive(client, url, body, size, seconds, index)
+                requests, elapsed, index = await drive(client, urls, body, size, seconds, index)
                 used = sum(cpu_seconds(pid) for pid in pids) - before
                 phases.append(Phase(name, size, requests, elapsed, used))
     return phases
@@ -219,15 +221,20 @@ def report(phases: list[Phase]) -> list[str]:
             f"{p.alerts_per_s:>10,.0f} {p.cpu_us_per_alert:>13,.0f}"
         )
     by = {(p.target, p.per_request): p for p in phases}
+    ours_names = [
+        name for name in dict.fromkeys(p.target for p in phases) if name != "alertmanager"
+    ]
     for size in sorted({p.per_request for p in phases}):
-        ours, theirs = by.get(("jarvis", size)), by.get(("alertmanager", size))
-        if ours and theirs and theirs.alerts_per_s:
-            lines.append(
-                f"RESULT ingest {size} alert(s)/request, {IN_FLIGHT} in flight: jarvis "
-                f"{ours.alerts_per_s:,.0f} alerts/s, alertmanager {theirs.alerts_per_s:,.0f} "
-                f"alerts/s, ratio {ours.alerts_per_s / theirs.alerts_per_s:.2f}x "
-                "(target >= 1.0x)"
-            )
+        theirs = by.get(("alertmanager", size))
+        for name in ours_names:
+            ours = by.get((name, size))
+            if ours and theirs and theirs.alerts_per_s:
+                lines.append(
+                    f"RESULT ingest {size} alert(s)/request, {IN_FLIGHT} in flight: {name} "
+                    f"{ours.alerts_per_s:,.0f} alerts/s, alertmanager "
+                    f"{theirs.alerts_per_s:,.0f} alerts/s, ratio "
+                    f"{ours.alerts_per_s / theirs.alerts_per_s:.2f}x (target >= 1.0x)"
+                )
     return lines
 
 
@@ -239,11 +246,13 @@ async def run(args: argparse.Namespace, binary: str) -> int:
             Alertmanager(workdir / "alertmanager", binary) as am,
             LocalCluster(workdir / "jarvis") as cluster,
         ):
-            detector = cluster.add(
-                "detector",
-                JARVIS_DETECTOR__PROBES_ENABLED="false",
-                JARVIS_DETECTOR__MAX_UNKNOWN_SERVICES="1000000",
-            )
+            env = {
+                "JARVIS_DETECTOR__PROBES_ENABLED": "false",
+                "JARVIS_DETECTOR__MAX_UNKNOWN_SERVICES": "1000000",
+            }
+            detectors = [
+                cluster.add("detector", key=f"detector-{n}", **env) for n in range(args.replicas)
+            ]
             assert cluster.redis is not None
             now = datetime.now(UTC)
             stamp, ends = now.isoformat(), (now + timedelta(hours=1)).isoformat()
@@ -254,14 +263,23 @@ async def run(args: argparse.Namespace, binary: str) -> int:
             def theirs(first: int, size: int) -> list[dict[str, Any]]:
                 return [_theirs(run_id, i, stamp, ends) for i in range(first, first + size)]
 
-            targets: dict[str, tuple[str, Maker, list[int]]] = {
-                "alertmanager": (f"{am.url}/api/v2/alerts", theirs, [am.pid]),
+            redis_pid = cluster.redis.pid
+            targets: dict[str, tuple[list[str], Maker, list[int]]] = {
+                "alertmanager": ([f"{am.url}/api/v2/alerts"], theirs, [am.pid]),
                 "jarvis": (
-                    f"{detector.url}/api/v1/alerts",
+                    [f"{detectors[0].url}/api/v1/alerts"],
                     ours,
-                    [detector.pid, cluster.redis.pid],
+                    [detectors[0].pid, redis_pid],
                 ),
             }
+            if len(detectors) > 1:
+                # Replicas are active-active for ingest (services/detector/lease.py): the
+                # same Redis behind N detector processes, as a proxy would spread them.
+                targets[f"jarvis x{len(detectors)}"] = (
+                    [f"{d.url}/api/v1/alerts" for d in detectors],
+                    ours,
+                    [*(d.pid for d in detectors), redis_pid],
+                )
             phases = await measure(targets, tuple(args.sizes), args.seconds, args.warmup)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -280,6 +298,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per phase")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100], help="alerts/request")
     parser.add_argument("--alertmanager", default=ALERTMANAGER, help="Alertmanager binary")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="also measure this many detector replicas on one Redis (Alertmanager, a Go "
+        "program, uses every core; one detector process uses one); 1: only one",
+    )
     args = parser.parse_args(argv)
     binary = shutil.which(args.alertmanager) or args.alertmanager
     if not Path(binary).exists():

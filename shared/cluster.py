@@ -163,15 +163,20 @@ class LocalCluster:
         env.update(self.extra_env)
         return env
 
-    def add(self, name: str, **env: str) -> ServiceProcess:
+    def add(self, name: str, *, key: str = "", **env: str) -> ServiceProcess:
+        """Start `jarvis-ir serve name`, known as `key` (another replica of one service
+        needs a key of its own; the service's name by default)."""
+        key = key or name
         service = ServiceProcess(
             name=name,
             port=free_port(),
             env={**self.env(), **env},
-            log_path=self.workdir / f"{name}.log",
+            log_path=self.workdir / f"{key}.log",
         )
         service.env["JARVIS_HTTP_PORT"] = str(service.port)
-        self.services[name] = service
+        if key in self.services:
+            raise ValueError(f"{key} is running already: give the replica a key of its own")
+        self.services[key] = service
         service.start()
         return service
 

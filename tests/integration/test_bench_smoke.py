@@ -3,6 +3,7 @@ the ingest comparison against a real Alertmanager posts, counts and reports (bou
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -38,6 +39,39 @@ def test_ingest_report_gives_the_ratio_to_alertmanager() -> None:
     assert phases[1].cpu_us_per_alert == pytest.approx(80.0)
 
 
+def test_ingest_report_gives_each_replica_count_its_own_ratio() -> None:
+    phases = [
+        ingest.Phase("alertmanager", 1, requests=100, seconds=1.0, cpu_s=0.1),
+        ingest.Phase("jarvis", 1, requests=50, seconds=1.0, cpu_s=0.1),
+        ingest.Phase("jarvis x2", 1, requests=90, seconds=1.0, cpu_s=0.2),
+    ]
+    results = [line for line in ingest.report(phases) if line.startswith("RESULT")]
+    assert [line.split(": ")[1].split(" ")[0:2] for line in results] == [
+        ["jarvis", "50"],
+        ["jarvis", "x2"],
+    ]
+    assert "ratio 0.50x" in results[0]
+    assert "ratio 0.90x" in results[1]
+
+
+async def test_drive_spreads_its_workers_over_the_replicas() -> None:
+    """Each of the IN_FLIGHT workers keeps to one URL: both replicas get requests."""
+    seen: list[str] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        await asyncio.sleep(0.001)  # a server takes time: the other workers go meanwhile
+        return httpx.Response(202)
+
+    transport = httpx.MockTransport(answer)
+    async with httpx.AsyncClient(transport=transport) as client:
+        requests, _elapsed, _next = await ingest.drive(
+            client, ["http://one/a", "http://two/a"], lambda first: [{}], 1, 0.1
+        )
+    assert requests == len(seen) > 0
+    assert {"one", "two"} == set(seen)
+
+
 async def test_alertmanager_baseline_accepts_the_benchmarks_alerts(tmp_path: Path) -> None:
     require(_HAVE_ALERTMANAGER, "prometheus-alertmanager is not installed")
     with ingest.Alertmanager(tmp_path / "am") as am:
@@ -45,7 +79,7 @@ async def test_alertmanager_baseline_accepts_the_benchmarks_alerts(tmp_path: Pat
             body = [ingest._theirs("t", i, "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z")
                     for i in range(3)]  # fmt: skip
             requests, _elapsed, following = await ingest.drive(
-                client, f"{am.url}/api/v2/alerts", lambda first: body, 3, 0.3
+                client, [f"{am.url}/api/v2/alerts"], lambda first: body, 3, 0.3
             )
             stored = (await client.get(f"{am.url}/api/v2/alerts")).json()
     assert requests > 0
