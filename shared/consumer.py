@@ -55,6 +55,8 @@ __all__ = [
     "decode_entry",
     "derived_event_id",
     "ensure_group",
+    "note_reader",
+    "shared_stream",
 ]
 
 Handler = Callable[[Event], Awaitable[None]]
@@ -70,6 +72,11 @@ _BINARY_MAGIC = BinaryMessageFormatV1.IDENTITY_HEADER
 # `next(iter(...))` walks over the holes its earlier deletions left (about 1 µs an entry).
 _DECODED: OrderedDict[tuple[str, tuple[type[Event], ...], str], tuple[bytes, Event]] = OrderedDict()
 _DECODED_MAX = 4096
+# Stream key → the groups that read it in this process. Decodings are kept only for a
+# stream that several groups read here: in a process of one service (`jarvis-ir serve`)
+# no other group would ever ask, and 4,096 kept events were most of what the recorder's
+# full collections scanned (issue 16: 20-25 ms gen2 passes, gc.callbacks).
+_READERS: dict[str, set[str]] = {}
 _ENTRY_NS = uuid.UUID("5b0e6a8e-2f8c-4d61-9a43-7c1f0d2e9b57")
 
 CONSUMED = Counter(
@@ -111,13 +118,28 @@ class InvalidEntry(ValueError):
     """A stream entry that is not a valid event; the message is the reason."""
 
 
+def note_reader(stream: str, group: str) -> None:
+    """`group` reads `stream` in this process (a consumer says so when it is made)."""
+    _READERS.setdefault(stream, set()).add(group)
+
+
+def shared_stream(stream: str) -> bool:
+    """Whether several groups read `stream` in this process: only then is an entry's
+    decoding kept for the next group (`decode_entry(..., keep=True)`)."""
+    return len(_READERS.get(stream, ())) > 1
+
+
 def derived_event_id(stream: str, entry_id: str) -> str:
     """The event id of an entry that brings none: the same at every delivery of the entry."""
     return uuid5_text(_ENTRY_NS, f"{stream}/{entry_id}")
 
 
 def decode_entry(
-    fields: dict[bytes, bytes], spec: StreamSpec, entry_id: str | None = None
+    fields: dict[bytes, bytes],
+    spec: StreamSpec,
+    entry_id: str | None = None,
+    *,
+    keep: bool = True,
 ) -> Event:
     """Turn a raw stream entry into an event, or raise InvalidEntry with the reason.
 
@@ -131,9 +153,11 @@ def decode_entry(
     Where several groups read one stream in one process (`jarvis-ir up`), the entry is
     decoded once: the (frozen) event is kept for the next group that reads the same entry
     with the same `__data__` bytes. Invalid entries are not kept: each group refuses them.
+    With `keep=False` (no other group of this process reads the stream: `shared_stream`)
+    the event is neither looked up nor kept.
     """
     raw = fields.get(_DATA)
-    if raw is None or entry_id is None:
+    if raw is None or entry_id is None or not keep:
         return _decode(fields, spec, entry_id)
     cache_key = (spec.key, spec.events, entry_id)
     known = _DECODED.get(cache_key)

@@ -31,6 +31,8 @@ from shared.consumer import (
     InvalidEntry,
     Retryable,
     decode_entry,
+    note_reader,
+    shared_stream,
 )
 from shared.events import Event
 from shared.redis_client import is_unavailable
@@ -78,6 +80,7 @@ class StreamConsumer:
         self._handler = handler
         self._handle_batch = batch_handler
         self._io = StreamGroup(redis, spec.key, group, consumer)
+        note_reader(spec.key, group)
         self._held: set[str] = set()  # ids this consumer works on or waits to retry
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -194,9 +197,10 @@ class StreamConsumer:
     async def _process(self, entries: Sequence[Entry], *, deliveries: int | None) -> None:
         """Decode, dead-letter what cannot be handled, run the handler on the rest."""
         good: list[tuple[str, Event]] = []
+        keep = shared_stream(self.spec.key)
         for entry_id, fields in entries:
             try:
-                event = decode_entry(fields, self.spec, entry_id)
+                event = decode_entry(fields, self.spec, entry_id, keep=keep)
             except Exception as exc:  # whatever decoding raised: retrying cannot help
                 reason = str(exc) if isinstance(exc, InvalidEntry) else f"cannot decode: {exc!r}"
                 await self._dead_letter(entry_id, fields, reason, deliveries or 1, invalid=True)

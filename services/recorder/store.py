@@ -430,23 +430,43 @@ def _chunks(values: Iterable[Any], size: int = 500) -> list[list[Any]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def _among(
-    column: ColumnElement[Any], values: Iterable[Any], pg: bool
-) -> list[ColumnElement[bool]]:
-    """Conditions that together find the rows whose `column` is one of `values`.
+Among = tuple[ColumnElement[bool], dict[str, Any]]  # a condition and its parameters
+
+
+def _among(column: ColumnElement[Any], values: Iterable[Any], pg: bool) -> list[Among]:
+    """Conditions that together find the rows whose `column` is one of `values`, each with
+    the parameters to execute its statement with.
 
     PostgreSQL gets one array parameter (`= ANY($1)`): one statement text whatever the
     count, so asyncpg prepares it once, where an IN list of n parameters is a statement of
     its own for each n (prepared anew, and SQLAlchemy processes each parameter). SQLite
-    gets IN lists of at most 500 parameters (its limit on variables)."""
+    gets IN lists of at most 500 parameters (its limit on variables). The condition is
+    made once per column, its keys a named parameter: a condition made for every batch
+    left a reference cycle (SQLAlchemy's BindParameter) per call, most of the cyclic
+    garbage the recorder's collections found (issue 16, gc.DEBUG_SAVEALL)."""
+    condition, name = _condition(column, pg)
     if pg:
         ordered = sorted(set(values))
-        if not ordered:
-            return []
-        # text[], not VARCHAR(n)[]: that cast would cut a longer key and match another.
-        kind = postgresql.ARRAY(Text() if isinstance(column.type, String) else column.type)
-        return [column == any_(bindparam(None, ordered, type_=kind))]
-    return [column.in_(chunk) for chunk in _chunks(values)]
+        return [(condition, {name: ordered})] if ordered else []
+    return [(condition, {name: chunk}) for chunk in _chunks(values)]
+
+
+_CONDITIONS: dict[tuple[str, bool], tuple[ColumnElement[bool], str]] = {}
+
+
+def _condition(column: ColumnElement[Any], pg: bool) -> tuple[ColumnElement[bool], str]:
+    """`column` is one of the values of a named parameter (its name beside it)."""
+    name = f"among_{column.table.name}_{column.key}"
+    found = _CONDITIONS.get((name, pg))
+    if found is None:
+        if pg:
+            # text[], not VARCHAR(n)[]: that cast would cut a longer key and match another.
+            kind = postgresql.ARRAY(Text() if isinstance(column.type, String) else column.type)
+            found = (column == any_(bindparam(name, type_=kind)), name)
+        else:
+            found = (column.in_(bindparam(name, expanding=True)), name)
+        _CONDITIONS[(name, pg)] = found
+    return found
 
 
 @dataclass(eq=False)
@@ -510,7 +530,7 @@ class _BatchView:
         causes = [e.causation_id for e in events if e.causation_id and e.incident_id]
         seen: set[str] = set()
         reactions: dict[str, str] = {}
-        for stored, counted, reacting in zip(
+        for (stored, p1), (counted, p2), (reacting, p3) in zip(
             _among(_EVENTS.c.event_id, ids, pg),
             _among(_PROCESSED.c.event_id, ids, pg),
             _among(_EVENTS.c.causation_id, ids, pg),
@@ -521,13 +541,15 @@ class _BatchView:
                     union_all(
                         select(_EVENTS.c.event_id).where(stored),
                         select(_PROCESSED.c.event_id).where(counted),
-                    )
+                    ),
+                    {**p1, **p2},
                 )
             )
             found = await session.execute(
                 select(_EVENTS.c.causation_id, _EVENTS.c.incident_id)
                 .where(reacting)
-                .where(_EVENTS.c.incident_id.is_not(None))
+                .where(_EVENTS.c.incident_id.is_not(None)),
+                p3,
             )
             for cause, incident in found.all():
                 if cause and incident:
@@ -535,8 +557,8 @@ class _BatchView:
         runs = await _current_runs(session, events, causes, pg)
         incident_ids = {e.incident_id for e in events if e.incident_id}
         incidents: dict[str, IncidentRow] = {}
-        for among in _among(cast(ColumnElement[str], IncidentRow.id), incident_ids, pg):
-            rows = await session.scalars(select(IncidentRow).where(among).with_for_update())
+        for among, params in _among(cast(ColumnElement[str], IncidentRow.id), incident_ids, pg):
+            rows = await session.scalars(select(IncidentRow).where(among).with_for_update(), params)
             incidents.update((row.id, row) for row in rows)
         opening = {
             e.incident_id
@@ -555,11 +577,11 @@ async def _current_runs(
     fingerprints = {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
     # The columns in the order of _Run's fields: a row builds a run by position.
     current = select(*(_RUNS.c[name] for name in ("id", *_COLUMNS))).where(_CURRENT)
-    queries = [current.where(c) for c in _among(_RUNS.c.fingerprint, fingerprints, pg)]
-    queries += [current.where(c) for c in _among(_RUNS.c.first_event_id, causes, pg)]
+    queries = [(current.where(c), p) for c, p in _among(_RUNS.c.fingerprint, fingerprints, pg)]
+    queries += [(current.where(c), p) for c, p in _among(_RUNS.c.first_event_id, causes, pg)]
     runs: dict[int, _Run] = {}
-    for query in queries:
-        for row in await session.execute(query.with_for_update()):
+    for query, params in queries:
+        for row in await session.execute(query.with_for_update(), params):
             if row[0] not in runs:
                 run = _Run(*row)
                 run.first_at, run.last_at = as_utc(run.first_at), as_utc(run.last_at)
@@ -583,11 +605,12 @@ async def _stored_before(
     )
     conditions = _among(_EVENTS.c.incident_id, (i for i in opening if i), pg)
     conditions += [
-        among & _EVENTS.c.incident_id.is_(None) for among in _among(_EVENTS.c.event_id, causes, pg)
+        (among & _EVENTS.c.incident_id.is_(None), params)
+        for among, params in _among(_EVENTS.c.event_id, causes, pg)
     ]
-    for condition in conditions:
+    for condition, params in conditions:
         for incident, event_id, occurred, recorded, payload in await session.execute(
-            query.where(condition)
+            query.where(condition), params
         ):
             event = _parse(payload)
             if event is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,12 +12,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.sql.elements import BindParameter
 
 from services.recorder.db import current_revision, head_revision, migrate
 from services.recorder.models import AlertOccurrenceRow, Base, EventRow, ProcessedEventRow
 from services.recorder.queries import IncidentFilter, Reader
 from services.recorder.store import Outcome, TimelineStore
-from shared.events import RoleAssigned, SeverityAssigned
+from shared.events import Event, RoleAssigned, SeverityAssigned
 from tests.recorder_events import acked, alert, assigned, at, correlated, new_id, resolved
 
 pytestmark = pytest.mark.integration
@@ -328,3 +330,31 @@ async def test_rows_written_in_bulk_read_back_as_the_orm_writes_them(store: Time
         assert run is not None
         assert (run.count, run.last_event_id, run.incident_id) == (2, repeat.event_id, incident)
         assert run.is_current is True
+
+
+async def test_a_batch_leaves_no_statement_parameters_for_the_cycle_collector(
+    store: TimelineStore,
+) -> None:
+    """The keys a batch looks up are parameters of conditions made once (issue 16): a
+    condition made per batch left SQLAlchemy parameters in reference cycles, most of the
+    recorder's cyclic garbage, which its collections found (and paused for) every second."""
+
+    def batch() -> list[Event]:
+        cause, other, incident = alert(), alert("db"), new_id()
+        # (A resolution's closing of runs still builds its UPDATE per batch: rare.)
+        return [cause, assigned(cause, incident), correlated(other, incident), acked(incident)]
+
+    await store.record_many(batch())  # the first batch makes the statements
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        outcomes = await store.record_many(batch())
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, BindParameter)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert outcomes == [Outcome.STORED] * 4
+    assert left == []

@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 from faststream.redis import BinaryMessageFormatV1
 from faststream.redis.parser import binary as faststream_binary
+from redis.asyncio import Redis
 
 from shared import consumer
 from shared.consumer import InvalidEntry, _entry_data, decode_entry
 from shared.events import AlertRaised
-from shared.streams import ALERTS
+from shared.settings import ConsumerSettings
+from shared.stream_consumer import StreamConsumer
+from shared.streams import ALERTS, StreamSpec
 
 EVENT = AlertRaised(service="backend", summary="down").to_json()
 
@@ -111,3 +114,41 @@ def test_the_shared_decodings_are_bounded_oldest_first_out() -> None:
     last = consumer._DECODED[(ALERTS.key, ALERTS.events, ids[-1])][1]
     assert decode_entry(fields, ALERTS, ids[-1]) is last  # still kept
     assert decode_entry(fields, ALERTS, ids[0]) is not first  # gone first: decoded anew
+
+
+def test_an_entry_no_other_group_will_read_is_decoded_but_not_kept() -> None:
+    fields = {b"__data__": EVENT.encode()}
+    entry_id = "1700000000002-0"
+    first = decode_entry(fields, ALERTS, entry_id, keep=False)
+    assert (ALERTS.key, ALERTS.events, entry_id) not in consumer._DECODED
+    again = decode_entry(fields, ALERTS, entry_id, keep=False)
+    assert again is not first
+    assert again == first
+    with pytest.raises(InvalidEntry, match="__data__: not valid JSON"):
+        decode_entry({b"__data__": b"{oops"}, ALERTS, "1700000000002-1", keep=False)
+
+
+def test_decodings_are_kept_only_for_a_stream_several_groups_of_the_process_read() -> None:
+    stream = "test:decode-readers"
+
+    def made(group: str) -> StreamConsumer:
+        spec = StreamSpec(stream, ALERTS.events)
+        return StreamConsumer(
+            redis=Redis(),
+            settings=ConsumerSettings(),
+            spec=spec,
+            group=group,
+            consumer="c1",
+            handler=_ignore,
+        )
+
+    assert not consumer.shared_stream(stream)
+    made("recorder")
+    made("recorder")  # a second consumer of the same group: still one reader
+    assert not consumer.shared_stream(stream)
+    made("triage")
+    assert consumer.shared_stream(stream)
+
+
+async def _ignore(_event: Any) -> None:
+    return None
