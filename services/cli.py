@@ -4,7 +4,6 @@ postmortem (`postmortem ID`), or run a drill (`drill <scenario>`)."""
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import signal
@@ -129,10 +128,9 @@ def _serve(settings: Settings, names: Sequence[str], *, embedded_ok: bool) -> in
         # handlers that returns here, so the embedded Redis is stopped and we exit 0.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        # What is built by now (modules, models, settings) lives as long as the process:
-        # keep it out of the collector's full passes, which would otherwise pause the
-        # event loop for tens of milliseconds in the middle of an alert storm.
-        gc.freeze()
+        # What the process builds until its services have started (modules, models,
+        # settings, migrations) is kept out of the collector's full passes once they have:
+        # build_app(freeze_after_start=True), after collecting the garbage of start-up.
         sockets = None
         if settings.http_port_span > 1:
             sock = bind_first_free(settings.http_host, settings.http_port, settings.http_port_span)

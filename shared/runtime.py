@@ -267,10 +267,9 @@ class App(FastAPI):
 def _freeze_startup_objects() -> None:
     """Collect the garbage of start-up once (migrations, compiled statements, settings),
     then keep what survived out of the collector's later full passes (for a process that
-    is the server, `jarvis-ir serve`/`up`: not for apps hosted in a test). The server also
-    freezes before the app starts; what the app built while starting was still scanned by
-    every full pass, 15-25 ms each in the recorder during bench.pipeline's latency run
-    (gc.callbacks), which showed in the p99."""
+    is the server, `jarvis-ir serve`/`up`: not for apps hosted in a test). Without it,
+    every full pass scanned all of it: 15-25 ms each in the recorder during
+    bench.pipeline's latency run (gc.callbacks)."""
     gc.collect()
     gc.freeze()
 
