@@ -217,15 +217,23 @@ def fingerprint_of(run: str, seq: str) -> str:
     return f"proof-{run}-{seq}"
 
 
+def seq_of_fingerprint(fingerprint: str, run: str) -> str | None:
+    """The proof sequence of an event's fingerprint: the detector keeps the sender's as the
+    last part of its own (`ext:<integration>:am:proof-<run>-<seq>` for a webhook)."""
+    sent = fingerprint.rsplit(":", 1)[-1]
+    prefix = fingerprint_of(run, "")
+    return sent.removeprefix(prefix) if sent.startswith(prefix) else None
+
+
 def seq_of(event: dict[str, Any], run: str) -> str | None:
     """The proof sequence an AlertRaised, or the triage event that opened its incident, is for."""
     if event.get("event_type") == "AlertRaised":
         labels = event.get("labels") or {}
         return str(labels["proof_seq"]) if labels.get("proof_run") == run else None
     if event.get("event_type") == "SeverityAssigned" and event.get("previous_severity") is None:
-        fingerprint = str(event.get("fingerprint") or "")
-        if fingerprint.startswith(fingerprint_of(run, "")):
-            return fingerprint.removeprefix(fingerprint_of(run, ""))
+        seq = seq_of_fingerprint(str(event.get("fingerprint") or ""), run)
+        if seq is not None:
+            return seq
         match = re.search(rf"compose proof alert {run} (\S+)", str(event.get("title") or ""))
         return match.group(1) if match else None
     return None
@@ -382,36 +390,48 @@ def scale_test(
     incidents = {i for s in wanted for i in reached[s]}
     if len(incidents) != 1:
         raise ProofError(f"scale: the alerts are in several incidents: {incidents}")
-    opened = opened_for(recorder, since, sender.run, fingerprint_of(sender.run, "scale-both"))
+    opened = opened_for(recorder, since, sender.run, "scale-both")
     if opened > 1:
         raise ProofError(f"scale: the incident of the alert sent to both was opened {opened} times")
-    raw = where_recorded(recorder, since, sender.run).get("scale-both")
+    # Its two copies: the recorder stores one and counts the other, and triage reacts to
+    # either (the replica that wins): the stored one must be on the incident's timeline.
+    raw = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        raw = where_recorded(recorder, since, sender.run).get("scale-both")
+        if raw and raw.alert_entries:
+            break
+        time.sleep(1)
+    if raw is None or raw.incidents != incidents or raw.alert_entries != 1:
+        raise ProofError(
+            "scale: the alert sent to both detectors is not once on its incident's timeline: "
+            f"{raw.alert_entries if raw else 0} time(s), in {raw.incidents if raw else set()}"
+        )
     return [
         "scale: containers " + ", ".join(f"{svc} {n}" for svc, n in running.items()),
         f"scale: detectors at {', '.join(urls)}; prober lease held by {holding[0]} ({lease})",
         f"scale: an alert to each detector and one to both at once → incident "
         f"{next(iter(incidents))} (triage's events for each), opened once; the raw alert sent "
-        f"to both is on that timeline {raw.alert_entries if raw else 0} time(s)",
+        "to both is on that timeline once (the other copy counted)",
     ]
 
 
 def decided(recorder: str, since: str, run: str, seqs: list[str]) -> dict[str, set[str]]:
     """proof_seq → the incidents whose timeline holds triage's decision on the alert (the
     SeverityAssigned it opened or the AlertCorrelated it joined with) or the alert itself."""
-    wanted = {fingerprint_of(run, seq): seq for seq in seqs}
     found: dict[str, set[str]] = {}
     for incident_id, entries in timelines(recorder, since).items():
         for entry in entries:
             event = entry.get("event") or {}
-            seq = wanted.get(str(event.get("fingerprint") or "")) or seq_of(event, run)
+            seq = seq_of_fingerprint(str(event.get("fingerprint") or ""), run) or seq_of(event, run)
             if seq in seqs:
                 found.setdefault(seq, set()).add(incident_id)
     return found
 
 
-def opened_for(recorder: str, since: str, run: str, fingerprint: str) -> int:
-    """How many SeverityAssigned opened an incident (previous_severity null) for `fingerprint`
-    in the run's incidents."""
+def opened_for(recorder: str, since: str, run: str, seq: str) -> int:
+    """How many SeverityAssigned opened an incident (previous_severity null) for the alert
+    `seq` in the run's incidents."""
     seen = set()
     for entries in timelines(recorder, since).values():
         for entry in entries:
@@ -419,7 +439,7 @@ def opened_for(recorder: str, since: str, run: str, fingerprint: str) -> int:
             if (
                 event.get("event_type") == "SeverityAssigned"
                 and event.get("previous_severity") is None
-                and event.get("fingerprint") == fingerprint
+                and seq_of_fingerprint(str(event.get("fingerprint") or ""), run) == seq
             ):
                 seen.add(event.get("event_id"))
     return len(seen)

@@ -224,8 +224,8 @@ class TimelineStore:
                 keys.add(f"ev:{event.causation_id}")
             if event.incident_id:
                 keys.add(f"inc:{event.incident_id}")
-            if isinstance(event, AlertRaised | AlertCorrelated):
-                keys.add(f"fp:{event.fingerprint}")
+            if isinstance(event, AlertRaised | AlertCorrelated | SeverityAssigned):
+                keys.add(f"fp:{event.fingerprint}")  # (a reaction may link its raw run)
         # The same statement makes this transaction look rows up by index only
         # (`SET LOCAL enable_seqscan = off`): every query of the write path finds a batch's
         # keys, and has an index for it. Without statistics (a young table, before
@@ -574,7 +574,12 @@ async def _current_runs(
 ) -> list[_Run]:
     """The current runs the batch may count into or close (those of its fingerprints)
     or link to an incident (those its reactions' causes started)."""
-    fingerprints = {e.fingerprint for e in events if isinstance(e, AlertRaised | AlertCorrelated)}
+    # (A reaction's: the run its cause was counted into, when the cause is not a run's first.)
+    fingerprints = {
+        e.fingerprint
+        for e in events
+        if isinstance(e, AlertRaised | AlertCorrelated | SeverityAssigned)
+    }
     # The columns in the order of _Run's fields: a row builds a run by position.
     current = select(*(_RUNS.c[name] for name in ("id", *_COLUMNS))).where(_CURRENT)
     queries = [(current.where(c), p) for c, p in _among(_RUNS.c.fingerprint, fingerprints, pg)]
@@ -676,6 +681,8 @@ class _Batch:
         if event.incident_id and event.causation_id:
             view.reactions.setdefault(event.causation_id, event.incident_id)
             self._link_cause(event.causation_id, event.incident_id)
+            if isinstance(event, AlertCorrelated | SeverityAssigned):
+                self._link_counted_cause(event, event.causation_id, event.incident_id)
         if event.incident_id:
             self._project(event)
         return Outcome.STORED
@@ -706,6 +713,10 @@ class _Batch:
             if raw is not None and raw.incident_id is None:
                 raw.incident_id = event.incident_id
                 raw.dirty = True
+        elif run.incident_id is None and (incident := self.view.reactions.get(event.event_id)):
+            # Triage reacted to this copy, the recorder stored another (one alert posted to
+            # two detectors; the replica that won had this one): the run is the incident's.
+            self._link_run(run, incident)
         self.counted.append((event.event_id, self._now()))
         return True
 
@@ -741,6 +752,36 @@ class _Batch:
         if run is not None and run.incident_id is None:
             run.incident_id = incident_id
             run.dirty = True
+
+    def _link_counted_cause(
+        self, reaction: AlertCorrelated | SeverityAssigned, cause_id: str, incident_id: str
+    ) -> None:
+        """A reaction whose cause started no run known here: the cause was counted into a
+        run of its fingerprint (or has not arrived; then `_count_repeat` links it). The
+        current raw run is the cause's if it is in the cause's status, began no later than
+        the reaction, and is in no incident yet: that run and its stored first alert are
+        the incident's, as they would be had triage reacted to that first alert."""
+        if cause_id in self.rows or cause_id in self._started_by:
+            return
+        run = self._current_run((AlertRaised.EVENT_TYPE, "", reaction.fingerprint))
+        status = reaction.status.value if isinstance(reaction, AlertCorrelated) else "firing"
+        if (
+            run is not None
+            and run.incident_id is None
+            and run.status == status
+            and run.first_at <= reaction.occurred_at
+        ):
+            self._link_run(run, incident_id)
+
+    def _link_run(self, run: _Run, incident_id: str) -> None:
+        """`run` and the alert that began it (the run's row on the timeline) join the incident."""
+        run.incident_id = incident_id
+        run.dirty = True
+        row = self.rows.get(run.first_event_id)
+        if row is None:
+            self.links.append((run.first_event_id, incident_id))  # stored before: an UPDATE
+        elif row["incident_id"] is None:
+            row["incident_id"] = incident_id
 
     # -- the incident projection ----------------------------------------------------------
 

@@ -392,3 +392,52 @@ async def test_a_reaction_to_an_earlier_alert_updates_its_run_once(database_url:
         assert linked.incident_id == incident
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("reaction", ["assigned", "correlated"])
+@pytest.mark.parametrize(
+    "order", ["A-B-R", "AB-R", "A-BR", "ABR", "A-R-B", "AR-B", "A-RB", "R-A-B", "RA-B", "RAB"]
+)
+async def test_a_reaction_to_the_copy_only_counted_puts_the_stored_copy_in_the_incident(
+    database_url: str, reaction: str, order: str
+) -> None:
+    """One alert posted to two detectors is two events of one fingerprint: the recorder
+    stores the first it sees (A) and counts the other (B) into A's run, while the triage
+    replica that wins may be the one that had B. Its reaction names B: the raw alert must
+    still reach the incident's timeline, whatever order the streams deliver them in.
+    (`order`: the events in the order recorded, "-" between batches.)"""
+    store = TimelineStore(database_url)
+    await migrate(store.engine)
+    try:
+        copy_a = alert("svc", fingerprint="ext:am:am:same-alert")
+        copy_b = AlertRaised.model_validate(
+            {
+                **copy_a.model_dump(),
+                "event_id": new_id(),
+                "occurred_at": copy_a.occurred_at + timedelta(milliseconds=3),
+            }
+        )
+        incident = new_id()
+        opening: list[Event] = []
+        if reaction == "correlated":  # B joins an incident that another alert opened
+            other = alert("svc")
+            opening = [other, assigned(other, incident, "P2")]
+            await store.record_many(opening)
+        react = (
+            assigned(copy_b, incident, "P2")
+            if reaction == "assigned"
+            else correlated(copy_b, incident)
+        )
+        named = {"A": copy_a, "B": copy_b, "R": react}
+        for part in order.split("-"):
+            await store.record_many([named[c] for c in part])
+        reader = Reader(store.sessions)
+        timeline = [t.row for t in await reader.timeline(incident)]
+        raw = [r.event_id for r in timeline if r.event_type == "AlertRaised"]
+        assert copy_a.event_id in raw  # the copy the recorder stored: on the timeline
+        assert copy_b.event_id not in raw  # the other was only counted
+        runs = [r for r in await reader.occurrences(incident) if r.kind == "AlertRaised"]
+        mine = [r for r in runs if r.fingerprint == copy_a.fingerprint]
+        assert [(r.first_event_id, r.count) for r in mine] == [(copy_a.event_id, 2)]
+    finally:
+        await store.close()

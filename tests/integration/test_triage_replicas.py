@@ -10,16 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from services.recorder.db import migrate
+from services.recorder.queries import Reader
+from services.recorder.store import TimelineStore
 from services.triage.main import Triage
 from services.triage.silencing import Silencing
 from services.triage.store import Batch, TriageStore
 from shared.envelope import AlertAdmission
-from shared.events import ActionCompleted, ActionOutcome, AlertRaised, Event
+from shared.events import (
+    ActionCompleted,
+    ActionOutcome,
+    AlertCorrelated,
+    AlertRaised,
+    Event,
+    SeverityAssigned,
+    parse_event,
+)
 from shared.keys import Signer
 from shared.settings import Settings
 from shared.streams import ACTIONS_REQUESTED, INCIDENTS, SEVERITY
@@ -179,3 +191,36 @@ async def test_a_playbook_step_is_requested_once_when_replicas_race(
     requested = await read_stream(redis, ACTIONS_REQUESTED.key)
     assert len({e["action_id"] for e in requested}) == len(requested) == 2
     assert a.lost == 1
+
+
+async def test_an_alert_sent_twice_reaches_the_timeline_whichever_copy_triage_took(
+    redis: Redis, replicas: tuple[Replica, Replica], tmp_path: Path
+) -> None:
+    # One alert posted to two detectors is two events of one fingerprint. The recorder
+    # stores the first on the alerts stream and counts the second; the replica that wins
+    # the race may hold the second, and triage's only reaction then names the copy the
+    # recorder counted. The incident's timeline must still show the alert (the compose
+    # proof's scale-out check failed on this about one run in six).
+    a, b = replicas
+    opener = _alert(1, "backend", "fp-1")
+    await a.triage.on_alerts([opener])  # the incident the alert joins
+    first, second = _alert(2, "backend", "fp-2"), _alert(3, "backend", "fp-2")
+    await a.race([first], b, [second])  # B, holding the second copy, commits first
+    assert (a.lost, b.lost) == (1, 0)
+    reactions = [
+        parse_event(e, (SeverityAssigned, AlertCorrelated))
+        for stream in (SEVERITY.key, INCIDENTS.key)
+        for e in await read_stream(redis, stream)
+    ]
+    (joined,) = [r for r in reactions if isinstance(r, AlertCorrelated)]
+    assert joined.causation_id == second.event_id  # a reaction to the second copy only
+    store = TimelineStore(f"sqlite+aiosqlite:///{tmp_path / 'timeline.db'}")
+    await migrate(store.engine)
+    try:
+        for batch in ([opener, first, second], reactions):  # the alerts stream, then triage's
+            await store.record_many(list(batch))
+        timeline = [t.row for t in await Reader(store.sessions).timeline(joined.incident_id)]
+        raw = [r.event_id for r in timeline if r.event_type == "AlertRaised"]
+        assert raw == [opener.event_id, first.event_id]
+    finally:
+        await store.close()
