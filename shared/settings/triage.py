@@ -21,7 +21,13 @@ class TriageRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, description="Shown in the reason of the severity.")
+    # No control characters: triage publishes it in SeverityAssigned's reason without
+    # validating the event again (shared.events.trusted_json), as events name things.
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Shown in the reason of the severity (no control characters).",
+    )
     services: list[str] = Field(
         default_factory=list, description="Alert services (canonical names) it applies to."
     )

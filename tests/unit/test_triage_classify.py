@@ -128,3 +128,11 @@ def test_invalid_rule_is_named() -> None:
         )
     with pytest.raises(ConfigError, match=r"triage\.rules\.0\.impact"):
         load_settings(None, triage={"rules": [{"name": "x", "impact": "huge", "urgency": "low"}]})
+
+
+@pytest.mark.parametrize("name", ["disk\x00full", "disk\x1b[31m", "two\nlines"])
+def test_a_rule_name_with_a_control_character_is_refused_at_start(name: str) -> None:
+    # Triage publishes the name in SeverityAssigned's reason without validating the event
+    # again (shared.events.trusted_json): readers would dead-letter what it wrote.
+    with pytest.raises(ConfigError, match=r"triage\.rules\.0\.name"):
+        load_settings(None, triage={"rules": [{"name": name, "impact": "low", "urgency": "low"}]})
